@@ -1,0 +1,704 @@
+//! [`Connection`]: one WebSocket connection as a deterministic state machine.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
+use crate::config::{Config, ConfigError};
+use crate::error::{Error, ProtocolError, RequestError, ResponseError, UsageError};
+use crate::event::{Closed, Event, Upgraded};
+use crate::frame::{Decoded, Decoder, Role};
+use crate::handshake::{
+    Accept, ClientHandshake, ClientRequest, Header, RequestOutcome, Response, ResponseOutcome,
+    find_head_end, parse_request,
+};
+use crate::message::Message;
+use crate::outbox::{Outbox, Transmit};
+use crate::random::SplitMix64;
+
+/// Where a connection is in its life. It only moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum State {
+    /// The HTTP upgrade is in progress.
+    Handshaking,
+    /// Messages flow both ways.
+    Open,
+    /// A close frame was sent or received; the handshake is finishing.
+    Closing,
+    /// Done. Write the remaining transmits and close the transport.
+    Closed,
+}
+
+/// The handshake phase, boxed so an open connection does not carry it.
+#[derive(Debug)]
+enum Handshake {
+    /// Server: reading the request head.
+    ReadingRequest { head: BytesMut, searched: usize },
+    /// Server: the application must answer. `accept` is the
+    /// `Sec-WebSocket-Accept` value, absent for a plain HTTP request.
+    AwaitingAnswer {
+        accept: Option<String>,
+        protocols: Vec<String>,
+        early: BytesMut,
+    },
+    /// Client: reading the response head.
+    ReadingResponse {
+        head: BytesMut,
+        searched: usize,
+        expect: ClientHandshake,
+    },
+    /// Client: reading the body of a refusal.
+    ReadingRefusal {
+        status: u16,
+        reason: String,
+        headers: Vec<Header>,
+        body: BytesMut,
+        body_len: usize,
+    },
+}
+
+/// One WebSocket connection, client or server, with no I/O of its own.
+///
+/// The caller owns the transport and the clock. It feeds in what happens
+/// and takes out what to do:
+///
+/// * **Inputs**: [`handle_input`](Self::handle_input) for received bytes,
+///   [`handle_eof`](Self::handle_eof) when the peer stops sending,
+///   [`handle_timeout`](Self::handle_timeout) when the deadline from
+///   [`poll_timeout`](Self::poll_timeout) passes, and the application's
+///   calls: [`accept`](Self::accept), [`respond`](Self::respond),
+///   [`send`](Self::send), [`ping`](Self::ping) and [`close`](Self::close).
+/// * **Outputs**: [`poll_transmit`](Self::poll_transmit) (bytes to write),
+///   [`poll_event`](Self::poll_event) (what happened) and
+///   [`poll_timeout`](Self::poll_timeout) (when to call `handle_timeout`).
+///
+/// **After every input, drain the outputs**: call `poll_transmit` and
+/// `poll_event` until they return `None`, then re-arm the timer with
+/// `poll_timeout`. On [`Event::Closed`], write the remaining transmits and
+/// close the transport. The same inputs always produce the same outputs.
+///
+/// # Example: a client and a server wired together in memory
+///
+/// ```
+/// use std::time::Instant;
+/// use bytes::Buf;
+/// use sockeye_core::{Accept, ClientRequest, CloseCode, Config, Connection, Event, Message};
+///
+/// let now = Instant::now();
+/// let mut server = Connection::server(Config::default(), now).unwrap();
+/// let request = ClientRequest::new("localhost", 9001, "/chat");
+/// let mut client = Connection::client(request, Config::default(), 42, now).unwrap();
+///
+/// // Move every pending byte from one side to the other.
+/// fn pump(from: &mut Connection, to: &mut Connection, now: Instant) {
+///     while let Some(mut out) = from.poll_transmit() {
+///         while out.has_remaining() {
+///             let chunk = out.chunk().to_vec();
+///             to.handle_input(now, &chunk);
+///             out.advance(chunk.len());
+///         }
+///     }
+/// }
+///
+/// pump(&mut client, &mut server, now);
+/// let Some(Event::Request(request)) = server.poll_event() else { panic!() };
+/// assert_eq!(request.path, "/chat");
+/// server.accept(Accept::default()).unwrap();
+/// assert!(matches!(server.poll_event(), Some(Event::Open(_))));
+///
+/// pump(&mut server, &mut client, now);
+/// assert!(matches!(client.poll_event(), Some(Event::Open(_))));
+///
+/// client.send(Message::text("hello")).unwrap();
+/// pump(&mut client, &mut server, now);
+/// assert_eq!(server.poll_event(), Some(Event::Message(Message::text("hello"))));
+///
+/// server.close(CloseCode::NORMAL, "bye").unwrap();
+/// pump(&mut server, &mut client, now);
+/// pump(&mut client, &mut server, now);
+/// assert!(matches!(server.poll_event(), Some(Event::CloseReceived(_))));
+/// let Some(Event::Closed(closed)) = server.poll_event() else { panic!() };
+/// assert!(closed.clean);
+/// ```
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    state: State,
+    config: Config,
+    handshake: Option<Box<Handshake>>,
+    decoder: Decoder,
+    outbox: Outbox,
+    events: VecDeque<Event>,
+    /// The latest time passed in; sends are stamped with it.
+    now: Instant,
+    /// The handshake or close-handshake deadline.
+    deadline: Option<Instant>,
+    /// When the peer last sent anything.
+    last_seen: Instant,
+    /// Pings sent since then.
+    missed_pongs: u32,
+    /// When a data message last went either way.
+    last_data: Instant,
+    close_sent: bool,
+    close_received: Option<CloseFrame>,
+}
+
+impl Connection {
+    /// A server connection, waiting for the client's upgrade request. The
+    /// handshake timeout starts at `now`.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use sockeye_core::{Config, Connection, State};
+    /// let server = Connection::server(Config::default(), Instant::now()).unwrap();
+    /// assert_eq!(server.state(), State::Handshaking);
+    /// ```
+    pub fn server(config: Config, now: Instant) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let handshake = Handshake::ReadingRequest {
+            head: BytesMut::new(),
+            searched: 0,
+        };
+        Ok(Self::new(Role::Server, config, handshake, SplitMix64::new(0), now))
+    }
+
+    /// A client connection. Its upgrade request is the first transmit.
+    ///
+    /// `seed` drives the `Sec-WebSocket-Key` and the masking keys; drivers
+    /// take it from the OS, and tests fix it to replay a run exactly.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use sockeye_core::{ClientRequest, Config, Connection};
+    /// let request = ClientRequest::new("example.com", 80, "/socket").protocol("v1");
+    /// let mut client = Connection::client(request, Config::default(), 7, Instant::now()).unwrap();
+    /// let hello = client.poll_transmit().unwrap();
+    /// assert!(hello.payload().starts_with(b"GET /socket HTTP/1.1\r\nHost: example.com\r\n"));
+    /// ```
+    pub fn client(request: ClientRequest, config: Config, seed: u64, now: Instant) -> Result<Self, UsageError> {
+        config.validate().map_err(UsageError::Config)?;
+        let mut rng = SplitMix64::new(seed);
+        let mut key = [0u8; 16];
+        rng.fill(&mut key);
+        let (bytes, expect) = request.encode(key)?;
+        let handshake = Handshake::ReadingResponse {
+            head: BytesMut::new(),
+            searched: 0,
+            expect,
+        };
+        let mut connection = Self::new(Role::Client, config, handshake, rng, now);
+        connection.outbox.push_handshake(bytes);
+        Ok(connection)
+    }
+
+    fn new(role: Role, config: Config, handshake: Handshake, rng: SplitMix64, now: Instant) -> Self {
+        Self {
+            role,
+            state: State::Handshaking,
+            decoder: Decoder::new(role, &config),
+            outbox: Outbox::new(role, rng, config.fragment_size),
+            deadline: now.checked_add(config.handshake_timeout),
+            config,
+            handshake: Some(Box::new(handshake)),
+            events: VecDeque::new(),
+            now,
+            last_seen: now,
+            missed_pongs: 0,
+            last_data: now,
+            close_sent: false,
+            close_received: None,
+        }
+    }
+
+    /// Which end this is.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Where the connection is in its life.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Payload bytes queued to send and not yet taken by
+    /// [`poll_transmit`](Self::poll_transmit). Drivers use it for
+    /// backpressure.
+    pub fn buffered_amount(&self) -> usize {
+        self.outbox.buffered()
+    }
+
+    /// Received bytes held for an incomplete request, response, frame or
+    /// message. It never exceeds twice `max_handshake_size` during the
+    /// handshake, nor `max_message_size` plus one control frame after it.
+    pub fn buffered_input(&self) -> usize {
+        let handshake = match self.handshake.as_deref() {
+            Some(Handshake::ReadingRequest { head, .. } | Handshake::ReadingResponse { head, .. }) => {
+                head.len()
+            }
+            Some(Handshake::AwaitingAnswer { early, .. }) => early.len(),
+            Some(Handshake::ReadingRefusal { body, .. }) => body.len(),
+            None => 0,
+        };
+        handshake + self.decoder.buffered()
+    }
+
+    // ---- inputs -------------------------------------------------------
+
+    /// Feeds bytes received from the transport. Any chunking works.
+    pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        self.now = now;
+        match self.state {
+            State::Handshaking => self.handshake_input(data),
+            State::Open | State::Closing => self.frame_input(data),
+            State::Closed => {}
+        }
+    }
+
+    /// The peer closed its sending side (TCP FIN, or the stream ended).
+    pub fn handle_eof(&mut self, now: Instant) {
+        self.now = now;
+        match self.state {
+            State::Closed => {}
+            State::Handshaking => match self.handshake.as_deref_mut() {
+                Some(Handshake::ReadingRefusal { .. }) => self.finish_refusal(),
+                Some(Handshake::ReadingResponse { .. }) => self.fail_handshake(ResponseError::Eof.into()),
+                _ => self.fail_handshake(Error::UnexpectedEof),
+            },
+            State::Open | State::Closing => match self.close_received.take() {
+                // A client waits for exactly this after the close frames.
+                Some(frame) => self.finish(frame.code, frame.reason, true, None),
+                None => self.finish(CloseCode::ABNORMAL, String::new(), false, Some(Error::UnexpectedEof)),
+            },
+        }
+    }
+
+    /// Handles the deadline from [`poll_timeout`](Self::poll_timeout). Early
+    /// or repeated calls are harmless. Deadlines that would overflow
+    /// `Instant` count as never.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        match self.state {
+            State::Handshaking if self.deadline.is_some_and(|d| now >= d) => match self.role {
+                Role::Server => self.refuse(RequestError::Timeout),
+                Role::Client => self.fail_handshake(ResponseError::Timeout.into()),
+            },
+            State::Open => {
+                if self.heartbeat_due().is_some_and(|d| now >= d) {
+                    if self.missed_pongs >= self.config.max_missed_pongs {
+                        let error = Error::PeerUnresponsive(self.missed_pongs);
+                        self.finish(CloseCode::ABNORMAL, String::new(), false, Some(error));
+                        return;
+                    }
+                    self.missed_pongs += 1;
+                    self.outbox.push_ping(Bytes::new());
+                    // The peer has gone quiet: give back the read buffers.
+                    self.decoder.release_buffers();
+                    self.outbox.release_buffers();
+                    if self.events.is_empty() {
+                        self.events = VecDeque::new();
+                    }
+                }
+                if self.idle_due().is_some_and(|d| now >= d) {
+                    self.start_close(CloseCode::GOING_AWAY, "idle timeout");
+                }
+            }
+            State::Closing if self.deadline.is_some_and(|d| now >= d) => match self.close_received.take() {
+                Some(frame) => self.finish(frame.code, frame.reason, true, None),
+                None => self.finish(CloseCode::ABNORMAL, String::new(), false, Some(Error::CloseTimeout)),
+            },
+            _ => {}
+        }
+    }
+
+    /// Server: accepts the upgrade request from [`Event::Request`]. The 101
+    /// response is queued and [`Event::Open`] follows; bytes the client sent
+    /// after its request are processed now.
+    pub fn accept(&mut self, accept: Accept) -> Result<(), UsageError> {
+        let Some(Handshake::AwaitingAnswer {
+            accept: Some(key),
+            protocols,
+            ..
+        }) = self.handshake.as_deref()
+        else {
+            return Err(UsageError::NoPendingRequest);
+        };
+        let response = accept.encode(key, protocols)?;
+        let Some(Handshake::AwaitingAnswer { early, .. }) = self.handshake.take().map(|h| *h) else {
+            unreachable!("checked above");
+        };
+        self.outbox.push_handshake(response);
+        self.open(Upgraded {
+            protocol: accept.protocol,
+            headers: accept.headers,
+        });
+        self.frame_input(&early);
+        Ok(())
+    }
+
+    /// Server: answers the pending request with a plain HTTP response: a
+    /// refusal of an [`Event::Request`], or the answer to an
+    /// [`Event::HttpRequest`]. [`Event::Closed`] follows; close the transport
+    /// once the response is written.
+    pub fn respond(&mut self, response: Response) -> Result<(), UsageError> {
+        if !matches!(self.handshake.as_deref(), Some(Handshake::AwaitingAnswer { .. })) {
+            return Err(UsageError::NoPendingRequest);
+        }
+        let bytes = response.encode()?;
+        self.handshake = None;
+        self.outbox.push_handshake(bytes);
+        self.finish(CloseCode::ABNORMAL, String::new(), false, None);
+        Ok(())
+    }
+
+    /// Queues a message. Large messages are split into frames of
+    /// [`Config::fragment_size`]; pings, pongs and a close can go out between
+    /// the fragments.
+    pub fn send(&mut self, message: Message) -> Result<(), UsageError> {
+        self.check_can_send()?;
+        self.last_data = self.now;
+        self.outbox.push_message(message);
+        Ok(())
+    }
+
+    /// Queues a ping with up to 125 bytes of payload.
+    pub fn ping(&mut self, payload: Bytes) -> Result<(), UsageError> {
+        if payload.len() > 125 {
+            return Err(UsageError::PingTooLarge(payload.len()));
+        }
+        self.check_can_send()?;
+        self.outbox.push_ping(payload);
+        Ok(())
+    }
+
+    /// Starts the close handshake. Messages queued earlier go out first; then
+    /// the close frame, and nothing after it.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), UsageError> {
+        if !code.is_valid_on_wire() {
+            return Err(UsageError::InvalidCloseCode(code.as_u16()));
+        }
+        if reason.len() > MAX_CLOSE_REASON {
+            return Err(UsageError::CloseReasonTooLong(reason.len()));
+        }
+        self.check_can_send()?;
+        self.start_close(code, reason);
+        Ok(())
+    }
+
+    // ---- outputs ------------------------------------------------------
+
+    /// The next bytes to write, if any.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.outbox.poll()
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout): the earliest of
+    /// the handshake, heartbeat, idle and close deadlines that apply now.
+    /// `None` once closed.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Handshaking | State::Closing => self.deadline,
+            State::Open => match (self.heartbeat_due(), self.idle_due()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+            State::Closed => None,
+        }
+    }
+
+    // ---- internals ----------------------------------------------------
+
+    fn heartbeat_due(&self) -> Option<Instant> {
+        let interval = self.config.ping_interval?;
+        self.last_seen.checked_add(interval.checked_mul(self.missed_pongs + 1)?)
+    }
+
+    fn idle_due(&self) -> Option<Instant> {
+        self.last_data.checked_add(self.config.idle_timeout?)
+    }
+
+    fn close_deadline(&self) -> Option<Instant> {
+        self.now.checked_add(self.config.close_timeout)
+    }
+
+    fn check_can_send(&self) -> Result<(), UsageError> {
+        match self.state {
+            State::Handshaking => Err(UsageError::NotOpen),
+            State::Open => Ok(()),
+            State::Closing | State::Closed => Err(UsageError::Closing),
+        }
+    }
+
+    fn open(&mut self, upgraded: Upgraded) {
+        self.state = State::Open;
+        self.deadline = None;
+        self.last_seen = self.now;
+        self.last_data = self.now;
+        self.events.push_back(Event::Open(upgraded));
+    }
+
+    fn handshake_input(&mut self, data: &[u8]) {
+        let cap = self.config.max_handshake_size;
+        let Some(handshake) = self.handshake.as_deref_mut() else {
+            return;
+        };
+        match handshake {
+            Handshake::ReadingRequest { head, searched } | Handshake::ReadingResponse { head, searched, .. } => {
+                // Copy no more than the cap allows; a head that does not end
+                // within it is refused whatever follows.
+                let take = data.len().min(cap - head.len());
+                head.extend_from_slice(&data[..take]);
+                let Some(end) = find_head_end(head, *searched) else {
+                    *searched = head.len();
+                    if head.len() >= cap {
+                        match self.role {
+                            Role::Server => self.refuse(RequestError::TooLarge(cap)),
+                            Role::Client => self.fail_handshake(ResponseError::TooLarge.into()),
+                        }
+                    }
+                    return;
+                };
+                let mut rest = head.split_off(end);
+                rest.extend_from_slice(&data[take..]);
+                let head = std::mem::take(head).freeze();
+                match self.role {
+                    Role::Server => self.request_complete(&head, rest),
+                    Role::Client => self.response_complete(&head, rest),
+                }
+            }
+            Handshake::AwaitingAnswer { accept, early, .. } => {
+                // A plain request's body is ignored; an upgrade's early frames
+                // wait for the answer, up to the cap.
+                if accept.is_some() {
+                    if early.len() + data.len() > cap {
+                        self.refuse(RequestError::EarlyData(cap));
+                    } else {
+                        early.extend_from_slice(data);
+                    }
+                }
+            }
+            Handshake::ReadingRefusal { body, body_len, .. } => {
+                let take = data.len().min(*body_len - body.len());
+                body.extend_from_slice(&data[..take]);
+                if body.len() == *body_len {
+                    self.finish_refusal();
+                }
+            }
+        }
+    }
+
+    fn request_complete(&mut self, head: &[u8], early: BytesMut) {
+        match parse_request(head, self.config.max_headers) {
+            RequestOutcome::Upgrade { request, accept } => {
+                if early.len() > self.config.max_handshake_size {
+                    self.refuse(RequestError::EarlyData(self.config.max_handshake_size));
+                    return;
+                }
+                self.handshake = Some(Box::new(Handshake::AwaitingAnswer {
+                    accept: Some(accept),
+                    protocols: request.protocols.clone(),
+                    early,
+                }));
+                self.events.push_back(Event::Request(Box::new(request)));
+            }
+            RequestOutcome::Plain(request) => {
+                self.handshake = Some(Box::new(Handshake::AwaitingAnswer {
+                    accept: None,
+                    protocols: Vec::new(),
+                    early: BytesMut::new(),
+                }));
+                self.events.push_back(Event::HttpRequest(Box::new(request)));
+            }
+            RequestOutcome::Invalid(error) => self.refuse(error),
+        }
+    }
+
+    fn response_complete(&mut self, head: &[u8], rest: BytesMut) {
+        let Some(Handshake::ReadingResponse { expect, .. }) = self.handshake.as_deref() else {
+            return;
+        };
+        match expect.check(head, self.config.max_headers) {
+            ResponseOutcome::Upgraded { protocol, headers } => {
+                self.handshake = None;
+                self.open(Upgraded { protocol, headers });
+                self.frame_input(&rest);
+            }
+            ResponseOutcome::Refused {
+                status,
+                reason,
+                headers,
+                body_len,
+            } => {
+                let body_len = body_len.unwrap_or(usize::MAX).min(self.config.max_handshake_size);
+                let mut body = rest;
+                body.truncate(body_len);
+                let done = body.len() == body_len;
+                self.handshake = Some(Box::new(Handshake::ReadingRefusal {
+                    status,
+                    reason,
+                    headers,
+                    body,
+                    body_len,
+                }));
+                if done {
+                    self.finish_refusal();
+                }
+            }
+            ResponseOutcome::Invalid(error) => self.fail_handshake(error.into()),
+        }
+    }
+
+    fn finish_refusal(&mut self) {
+        if let Some(Handshake::ReadingRefusal {
+            status,
+            reason,
+            headers,
+            body,
+            ..
+        }) = self.handshake.take().map(|h| *h)
+        {
+            let error = ResponseError::Rejected {
+                status,
+                reason,
+                headers,
+                body: body.freeze(),
+            };
+            self.fail_handshake(error.into());
+        }
+    }
+
+    /// Server: refuses the request with the status the error maps to.
+    fn refuse(&mut self, error: RequestError) {
+        let response = Response::for_error(&error)
+            .encode()
+            .expect("error responses are well-formed");
+        self.outbox.push_handshake(response);
+        self.fail_handshake(error.into());
+    }
+
+    fn fail_handshake(&mut self, error: Error) {
+        self.handshake = None;
+        self.finish(CloseCode::ABNORMAL, String::new(), false, Some(error));
+    }
+
+    fn frame_input(&mut self, data: &[u8]) {
+        if data.is_empty() || self.close_received.is_some() {
+            // Nothing follows the peer's close frame (§5.5.1).
+            return;
+        }
+        self.last_seen = self.now;
+        self.missed_pongs = 0;
+        let mut input = data;
+        loop {
+            match self.decoder.decode(&mut input) {
+                Ok(Some(item)) => {
+                    self.on_decoded(item);
+                    if self.close_received.is_some() || self.state == State::Closed {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(error) => return self.fail(error),
+            }
+        }
+    }
+
+    fn on_decoded(&mut self, item: Decoded) {
+        match item {
+            Decoded::Message(message) => {
+                self.last_data = self.now;
+                self.events.push_back(Event::Message(message));
+            }
+            Decoded::Ping(payload) => {
+                if !self.close_sent {
+                    self.outbox.set_pong(payload.clone());
+                }
+                self.events.push_back(Event::Ping(payload));
+            }
+            Decoded::Pong(payload) => self.events.push_back(Event::Pong(payload)),
+            Decoded::Close(frame) => {
+                if !self.close_sent {
+                    // Echo the code (§5.5.1), or an empty close for an empty one.
+                    let payload = match &frame {
+                        Some(f) => Bytes::copy_from_slice(&f.code.as_u16().to_be_bytes()),
+                        None => Bytes::new(),
+                    };
+                    self.outbox.push_close(payload);
+                    self.close_sent = true;
+                }
+                let frame = frame.unwrap_or(CloseFrame {
+                    code: CloseCode::NO_STATUS,
+                    reason: String::new(),
+                });
+                self.events.push_back(Event::CloseReceived(frame.clone()));
+                match self.role {
+                    // The server closes TCP first (§7.1.1).
+                    Role::Server => self.finish(frame.code, frame.reason, true, None),
+                    Role::Client => {
+                        self.state = State::Closing;
+                        self.deadline = self.close_deadline();
+                        self.close_received = Some(frame);
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_close(&mut self, code: CloseCode, reason: &str) {
+        self.outbox.push_close(close_payload(code, reason));
+        self.close_sent = true;
+        self.state = State::Closing;
+        self.deadline = self.close_deadline();
+    }
+
+    /// Fails the connection (§7.1.7): a close frame with the error's code if
+    /// none was sent yet, then [`Event::Closed`].
+    fn fail(&mut self, error: ProtocolError) {
+        let code = error.close_code();
+        let reason = truncate_reason(&error.to_string()).to_owned();
+        if !self.close_sent {
+            self.outbox.fail_with_close(close_payload(code, &reason));
+            self.close_sent = true;
+        }
+        self.finish(code, reason, false, Some(error.into()));
+    }
+
+    fn finish(&mut self, code: CloseCode, reason: String, clean: bool, error: Option<Error>) {
+        self.state = State::Closed;
+        self.deadline = None;
+        self.close_received = None;
+        self.handshake = None;
+        self.events.push_back(Event::Closed(Closed {
+            code,
+            reason,
+            clean,
+            error,
+        }));
+    }
+}
+
+fn close_payload(code: CloseCode, reason: &str) -> Bytes {
+    let mut payload = BytesMut::with_capacity(2 + reason.len());
+    payload.put_u16(code.as_u16());
+    payload.put_slice(reason.as_bytes());
+    payload.freeze()
+}
+
+/// The longest prefix of `reason` that fits a close frame, cut at a
+/// character boundary.
+fn truncate_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(MAX_CLOSE_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,75 @@
+//! # sockeye-core
+//!
+//! A sans-IO WebSocket engine: the HTTP/1.1 upgrade handshake in both roles,
+//! RFC 6455 framing, UTF-8 rules, the close handshake, and a heartbeat, as a
+//! deterministic state machine with no sockets, threads or clock.
+//!
+//! The caller passes in bytes and [`Instant`](std::time::Instant)s and takes
+//! out bytes, events and the next deadline; see [`Connection`] for the
+//! contract and a complete example. The same inputs always produce the same
+//! outputs, so tests, property tests and fuzz crashes replay exactly.
+//!
+//! The layers, each usable alone:
+//!
+//! * [`Connection`]: handshake, messages, heartbeat and close for one peer.
+//! * [`frame`]: headers and the incremental [`frame::Decoder`].
+//! * [`apply_mask`], [`accept_key`], [`Extension::parse_list`]: the
+//!   protocol's building blocks.
+//!
+//! ## Driving a server connection by hand
+//!
+//! ```
+//! use std::time::Instant;
+//! use sockeye_core::{Accept, Config, Connection, Event, Message, Response};
+//!
+//! let now = Instant::now();
+//! let mut conn = Connection::server(Config::default(), now)?;
+//! conn.handle_input(now, b"GET /chat HTTP/1.1\r\nHost: example.com\r\n\
+//!     Upgrade: websocket\r\nConnection: Upgrade\r\n\
+//!     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+//!
+//! while let Some(event) = conn.poll_event() {
+//!     match event {
+//!         Event::Request(request) if request.path == "/chat" => conn.accept(Accept::default())?,
+//!         Event::Request(_) => conn.respond(Response::new(404, "no such endpoint"))?,
+//!         Event::Open(_) => conn.send(Message::text("welcome"))?,
+//!         _ => {}
+//!     }
+//! }
+//! let response = conn.poll_transmit().unwrap();
+//! assert!(response.payload().starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+//! let welcome = conn.poll_transmit().unwrap();
+//! assert_eq!(welcome.header(), [0x81, 7]);
+//! assert_eq!(welcome.payload().as_ref(), b"welcome");
+//! // The next thing to do: send a ping after 30 s of silence.
+//! assert!(conn.poll_timeout().is_some());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![forbid(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+mod close;
+mod config;
+mod connection;
+mod error;
+mod event;
+pub mod frame;
+mod handshake;
+mod mask;
+mod message;
+mod outbox;
+mod random;
+mod utf8;
+
+pub use close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
+pub use config::{Config, ConfigError};
+pub use connection::{Connection, State};
+pub use error::{Error, ProtocolError, RequestError, ResponseError, UsageError};
+pub use event::{Closed, Event, Upgraded};
+pub use frame::Role;
+pub use handshake::{Accept, ClientRequest, Extension, Header, Request, Response, accept_key};
+pub use mask::apply_mask;
+pub use message::Message;
+pub use outbox::Transmit;
+pub use utf8::Utf8Bytes;

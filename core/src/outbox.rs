@@ -1,0 +1,268 @@
+//! The outgoing side: queued frames, fragmentation, masking, and
+//! [`Transmit`], the unit of output a driver writes.
+
+use std::collections::VecDeque;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::frame::{EncodedHeader, Header, Opcode, Role};
+use crate::mask::apply_mask;
+use crate::message::Message;
+use crate::random::SplitMix64;
+
+/// Bytes to write to the transport: one frame's header and its payload, or
+/// an HTTP handshake message (with an empty header).
+///
+/// The two parts are separate so a driver can write them with one vectored
+/// write, without copying the payload. `Transmit` implements [`Buf`], so
+/// partial writes are a matter of [`Buf::advance`], and
+/// [`Buf::chunks_vectored`] fills `IoSlice`s.
+///
+/// ```
+/// use bytes::Buf;
+/// use sockeye_core::{Config, Connection, Event, Accept, Message};
+/// # use std::time::Instant;
+/// # let now = Instant::now();
+/// # let mut server = Connection::server(Config::default(), now).unwrap();
+/// # server.handle_input(now, b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+/// # let _ = server.poll_event();
+/// # server.accept(Accept::default()).unwrap();
+/// # let _ = server.poll_transmit(); // the 101 response
+/// server.send(Message::text("hi")).unwrap();
+/// let mut out = server.poll_transmit().unwrap();
+/// assert_eq!(out.header(), &[0x81, 0x02]);
+/// assert_eq!(out.payload().as_ref(), b"hi");
+/// let mut wire = Vec::new();
+/// while out.has_remaining() {
+///     let chunk = out.chunk();
+///     wire.extend_from_slice(chunk);
+///     let n = chunk.len();
+///     out.advance(n);
+/// }
+/// assert_eq!(wire, b"\x81\x02hi");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    header: EncodedHeader,
+    /// Header bytes already consumed through [`Buf::advance`].
+    header_pos: usize,
+    payload: Bytes,
+}
+
+impl Transmit {
+    fn raw(bytes: Bytes) -> Self {
+        Self {
+            header: EncodedHeader::EMPTY,
+            header_pos: 0,
+            payload: bytes,
+        }
+    }
+
+    /// The unwritten part of the frame header (empty for HTTP messages).
+    pub fn header(&self) -> &[u8] {
+        &self.header.as_slice()[self.header_pos..]
+    }
+
+    /// The unwritten part of the payload, or of the HTTP message.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+}
+
+impl Buf for Transmit {
+    fn remaining(&self) -> usize {
+        self.header().len() + self.payload.len()
+    }
+
+    fn chunk(&self) -> &[u8] {
+        let header = self.header();
+        if header.is_empty() { &self.payload } else { header }
+    }
+
+    fn advance(&mut self, mut cnt: usize) {
+        let from_header = cnt.min(self.header().len());
+        self.header_pos += from_header;
+        cnt -= from_header;
+        self.payload.advance(cnt);
+    }
+
+    fn chunks_vectored<'a>(&'a self, dst: &mut [std::io::IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for part in [self.header(), &self.payload[..]] {
+            if !part.is_empty() && n < dst.len() {
+                dst[n] = std::io::IoSlice::new(part);
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+/// Frames waiting to go out, in the order the protocol needs: the handshake,
+/// then control frames, then data (control frames slip in between the
+/// fragments of a long message), then the close frame, then nothing.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    role: Role,
+    rng: SplitMix64,
+    fragment_size: Option<usize>,
+    handshake: Option<Bytes>,
+    pings: VecDeque<Bytes>,
+    /// Only the latest ping is answered (§5.5.3).
+    pong: Option<Bytes>,
+    data: VecDeque<Message>,
+    /// Payload bytes of `data.front()` already framed.
+    front_sent: usize,
+    close: Option<Bytes>,
+    close_sent: bool,
+    /// Payload bytes queued and not yet handed out.
+    buffered: usize,
+}
+
+impl Outbox {
+    pub(crate) fn new(role: Role, rng: SplitMix64, fragment_size: Option<usize>) -> Self {
+        Self {
+            role,
+            rng,
+            fragment_size,
+            handshake: None,
+            pings: VecDeque::new(),
+            pong: None,
+            data: VecDeque::new(),
+            front_sent: 0,
+            close: None,
+            close_sent: false,
+            buffered: 0,
+        }
+    }
+
+    pub(crate) fn push_handshake(&mut self, bytes: Bytes) {
+        self.buffered += bytes.len();
+        self.handshake = Some(bytes);
+    }
+
+    pub(crate) fn push_message(&mut self, message: Message) {
+        self.buffered += message.len();
+        self.data.push_back(message);
+    }
+
+    pub(crate) fn push_ping(&mut self, payload: Bytes) {
+        self.buffered += payload.len();
+        self.pings.push_back(payload);
+    }
+
+    pub(crate) fn set_pong(&mut self, payload: Bytes) {
+        let old = self.pong.replace(payload).map_or(0, |p| p.len());
+        self.buffered = self.buffered - old + self.pong.as_ref().map_or(0, Bytes::len);
+    }
+
+    /// Queues the close frame behind the data already queued.
+    pub(crate) fn push_close(&mut self, payload: Bytes) {
+        self.buffered += payload.len();
+        self.close = Some(payload);
+    }
+
+    /// Drops everything queued but the handshake and sends `payload` as the
+    /// close frame next: the connection is failing.
+    pub(crate) fn fail_with_close(&mut self, payload: Bytes) {
+        self.pings.clear();
+        self.pong = None;
+        self.data.clear();
+        self.front_sent = 0;
+        self.buffered = self.handshake.as_ref().map_or(0, Bytes::len);
+        self.push_close(payload);
+    }
+
+    pub(crate) fn buffered(&self) -> usize {
+        self.buffered
+    }
+
+    pub(crate) fn release_buffers(&mut self) {
+        self.pings.shrink_to_fit();
+        self.data.shrink_to_fit();
+    }
+
+    pub(crate) fn poll(&mut self) -> Option<Transmit> {
+        if self.close_sent {
+            return None;
+        }
+        if let Some(bytes) = self.handshake.take() {
+            self.buffered -= bytes.len();
+            return Some(Transmit::raw(bytes));
+        }
+        if let Some(payload) = self.pings.pop_front() {
+            return Some(self.frame(Opcode::Ping, true, payload));
+        }
+        if let Some(payload) = self.pong.take() {
+            return Some(self.frame(Opcode::Pong, true, payload));
+        }
+        if let Some(message) = self.data.front() {
+            let total = message.len();
+            let start = self.front_sent;
+            let end = self.fragment_size.map_or(total, |size| total.min(start + size));
+            let opcode = match (start, message) {
+                (0, Message::Text(_)) => Opcode::Text,
+                (0, Message::Binary(_)) => Opcode::Binary,
+                _ => Opcode::Continuation,
+            };
+            let fin = end == total;
+            let payload = if fin {
+                let whole = self.data.pop_front().expect("front message").into_payload();
+                self.front_sent = 0;
+                if start == 0 { whole } else { whole.slice(start..) }
+            } else {
+                self.front_sent = end;
+                message.payload().slice(start..end)
+            };
+            return Some(self.frame(opcode, fin, payload));
+        }
+        let payload = self.close.take()?;
+        self.close_sent = true;
+        Some(self.frame(Opcode::Close, true, payload))
+    }
+
+    fn frame(&mut self, opcode: Opcode, fin: bool, payload: Bytes) -> Transmit {
+        self.buffered -= payload.len();
+        let mask = match self.role {
+            Role::Client => Some(self.rng.mask_key()),
+            Role::Server => None,
+        };
+        let header = Header {
+            fin,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        }
+        .encode();
+        let payload = match mask {
+            Some(key) => masked(payload, key),
+            None => payload,
+        };
+        Transmit {
+            header,
+            header_pos: 0,
+            payload,
+        }
+    }
+}
+
+/// Masks a payload in place when this is its only reference, and into a
+/// fresh buffer otherwise (the application may still hold the message).
+fn masked(payload: Bytes, key: [u8; 4]) -> Bytes {
+    match payload.try_into_mut() {
+        Ok(mut owned) => {
+            apply_mask(&mut owned, key, 0);
+            owned.freeze()
+        }
+        Err(shared) => {
+            let mut out = BytesMut::with_capacity(shared.len());
+            for block in shared.chunks(16 * 1024) {
+                let start = out.len();
+                out.extend_from_slice(block);
+                apply_mask(&mut out[start..], key, start);
+            }
+            out.freeze()
+        }
+    }
+}
