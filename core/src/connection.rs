@@ -374,6 +374,9 @@ impl Connection {
 
     /// Starts the close handshake. Messages queued earlier go out first; then
     /// the close frame, and nothing after it.
+    ///
+    /// When the peer closes first, the reply goes out at once, and messages
+    /// still queued are dropped: the peer has said it is done.
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), UsageError> {
         if !code.is_valid_on_wire() {
             return Err(UsageError::InvalidCloseCode(code.as_u16()));
@@ -629,7 +632,7 @@ impl Connection {
                         Some(f) => Bytes::copy_from_slice(&f.code.as_u16().to_be_bytes()),
                         None => Bytes::new(),
                     };
-                    self.outbox.push_close(payload);
+                    self.outbox.close_now(payload);
                     self.close_sent = true;
                 }
                 let frame = frame.unwrap_or(CloseFrame {
@@ -663,7 +666,7 @@ impl Connection {
         let code = error.close_code();
         let reason = truncate_reason(&error.to_string()).to_owned();
         if !self.close_sent {
-            self.outbox.fail_with_close(close_payload(code, &reason));
+            self.outbox.close_now(close_payload(code, &reason));
             self.close_sent = true;
         }
         self.finish(code, reason, false, Some(error.into()));

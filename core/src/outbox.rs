@@ -163,8 +163,11 @@ impl Outbox {
     }
 
     /// Drops everything queued but the handshake and sends `payload` as the
-    /// close frame next: the connection is failing.
-    pub(crate) fn fail_with_close(&mut self, payload: Bytes) {
+    /// close frame next, cutting into a fragmented message if need be. For a
+    /// failing connection, and for the reply to the peer's close, which goes
+    /// out "as soon as practical" (§5.5.1): the peer has stopped caring about
+    /// our data.
+    pub(crate) fn close_now(&mut self, payload: Bytes) {
         self.pings.clear();
         self.pong = None;
         self.data.clear();
