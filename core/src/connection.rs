@@ -74,8 +74,9 @@ enum Handshake {
 ///   [`poll_event`](Self::poll_event) (what happened) and
 ///   [`poll_timeout`](Self::poll_timeout) (when to call `handle_timeout`).
 ///
-/// **After every input, drain the outputs**: call `poll_transmit` and
-/// `poll_event` until they return `None`, then re-arm the timer with
+/// **After every input, drain the outputs**: call `poll_event` until it
+/// returns `None` (reacting to each event may queue more output), then
+/// `poll_transmit` until it returns `None`, then re-arm the timer with
 /// `poll_timeout`. On [`Event::Closed`], write the remaining transmits and
 /// close the transport. The same inputs always produce the same outputs.
 ///
@@ -143,6 +144,11 @@ pub struct Connection {
     last_data: Instant,
     close_sent: bool,
     close_received: Option<CloseFrame>,
+    /// Received bytes not decoded yet. Decoding pauses after each message
+    /// until the application has polled it, so that what it sends in
+    /// reaction goes out before anything a later frame causes (a failure's
+    /// close frame, say).
+    unread: BytesMut,
 }
 
 impl Connection {
@@ -209,6 +215,7 @@ impl Connection {
             last_data: now,
             close_sent: false,
             close_received: None,
+            unread: BytesMut::new(),
         }
     }
 
@@ -241,7 +248,7 @@ impl Connection {
             Some(Handshake::ReadingRefusal { body, .. }) => body.len(),
             None => 0,
         };
-        handshake + self.decoder.buffered()
+        handshake + self.unread.len() + self.decoder.buffered()
     }
 
     // ---- inputs -------------------------------------------------------
@@ -259,6 +266,11 @@ impl Connection {
     /// The peer closed its sending side (TCP FIN, or the stream ended).
     pub fn handle_eof(&mut self, now: Instant) {
         self.now = now;
+        // What arrived before the end still counts, in order.
+        while !self.unread.is_empty() && self.state != State::Closed && self.close_received.is_none() {
+            let unread = std::mem::take(&mut self.unread);
+            self.decode(&unread);
+        }
         match self.state {
             State::Closed => {}
             State::Handshaking => match self.handshake.as_deref_mut() {
@@ -397,7 +409,15 @@ impl Connection {
     }
 
     /// The next event, if any.
+    ///
+    /// Received messages come out one at a time: the next frame is decoded
+    /// only when the application asks for the next event, after it has
+    /// reacted to this one.
     pub fn poll_event(&mut self) -> Option<Event> {
+        if self.events.is_empty() && !self.unread.is_empty() {
+            let unread = std::mem::take(&mut self.unread);
+            self.decode(&unread);
+        }
         self.events.pop_front()
     }
 
@@ -597,18 +617,35 @@ impl Connection {
         }
         self.last_seen = self.now;
         self.missed_pongs = 0;
-        let mut input = data;
+        if self.unread.is_empty() {
+            self.decode(data);
+        } else {
+            self.unread.extend_from_slice(data);
+        }
+    }
+
+    /// Decodes `input` up to the end of the next message, and keeps what is
+    /// left in `unread`.
+    fn decode(&mut self, input: &[u8]) {
+        let mut input = input;
         loop {
             match self.decoder.decode(&mut input) {
                 Ok(Some(item)) => {
+                    let message = matches!(item, Decoded::Message(_));
                     self.on_decoded(item);
                     if self.close_received.is_some() || self.state == State::Closed {
                         return;
                     }
+                    if message {
+                        break;
+                    }
                 }
-                Ok(None) => return,
+                Ok(None) => break,
                 Err(error) => return self.fail(error),
             }
+        }
+        if !input.is_empty() {
+            self.unread.extend_from_slice(input);
         }
     }
 
@@ -620,7 +657,7 @@ impl Connection {
             }
             Decoded::Ping(payload) => {
                 if !self.close_sent {
-                    self.outbox.set_pong(payload.clone());
+                    self.outbox.push_pong(payload.clone());
                 }
                 self.events.push_back(Event::Ping(payload));
             }
@@ -661,12 +698,14 @@ impl Connection {
     }
 
     /// Fails the connection (§7.1.7): a close frame with the error's code if
-    /// none was sent yet, then [`Event::Closed`].
+    /// none was sent yet, then [`Event::Closed`]. Messages the application
+    /// queued before the failure still go out first.
     fn fail(&mut self, error: ProtocolError) {
         let code = error.close_code();
         let reason = truncate_reason(&error.to_string()).to_owned();
+        self.unread = BytesMut::new();
         if !self.close_sent {
-            self.outbox.close_now(close_payload(code, &reason));
+            self.outbox.push_close(close_payload(code, &reason));
             self.close_sent = true;
         }
         self.finish(code, reason, false, Some(error.into()));
@@ -674,15 +713,16 @@ impl Connection {
 
     fn finish(&mut self, code: CloseCode, reason: String, clean: bool, error: Option<Error>) {
         self.state = State::Closed;
+        self.unread = BytesMut::new();
         self.deadline = None;
         self.close_received = None;
         self.handshake = None;
-        self.events.push_back(Event::Closed(Closed {
+        self.events.push_back(Event::Closed(Box::new(Closed {
             code,
             reason,
             clean,
             error,
-        }));
+        })));
     }
 }
 

@@ -32,8 +32,8 @@ pub enum Event {
     /// The connection is over: write what
     /// [`poll_transmit`](crate::Connection::poll_transmit) still returns, then
     /// close the transport. This is always the last event, and there is
-    /// always exactly one.
-    Closed(Closed),
+    /// always exactly one. (Boxed: it is large, and comes once.)
+    Closed(Box<Closed>),
 }
 
 /// The outcome of a completed handshake.

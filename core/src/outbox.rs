@@ -98,6 +98,9 @@ impl Buf for Transmit {
     }
 }
 
+/// Unanswered pings beyond this many are answered only with the latest.
+const MAX_PENDING_PONGS: usize = 16;
+
 /// Frames waiting to go out, in the order the protocol needs: the handshake,
 /// then control frames, then data (control frames slip in between the
 /// fragments of a long message), then the close frame, then nothing.
@@ -108,8 +111,8 @@ pub(crate) struct Outbox {
     fragment_size: Option<usize>,
     handshake: Option<Bytes>,
     pings: VecDeque<Bytes>,
-    /// Only the latest ping is answered (§5.5.3).
-    pong: Option<Bytes>,
+    /// Pongs owed, oldest first, at most [`MAX_PENDING_PONGS`].
+    pongs: VecDeque<Bytes>,
     data: VecDeque<Message>,
     /// Payload bytes of `data.front()` already framed.
     front_sent: usize,
@@ -127,7 +130,7 @@ impl Outbox {
             fragment_size,
             handshake: None,
             pings: VecDeque::new(),
-            pong: None,
+            pongs: VecDeque::new(),
             data: VecDeque::new(),
             front_sent: 0,
             close: None,
@@ -151,9 +154,17 @@ impl Outbox {
         self.pings.push_back(payload);
     }
 
-    pub(crate) fn set_pong(&mut self, payload: Bytes) {
-        let old = self.pong.replace(payload).map_or(0, |p| p.len());
-        self.buffered = self.buffered - old + self.pong.as_ref().map_or(0, Bytes::len);
+    /// Owes the peer a pong. Every ping is answered while few are pending;
+    /// under a flood the oldest are dropped, which RFC 6455 §5.5.3 allows, so
+    /// the latest ping is always answered and the queue stays bounded.
+    pub(crate) fn push_pong(&mut self, payload: Bytes) {
+        if self.pongs.len() == MAX_PENDING_PONGS
+            && let Some(dropped) = self.pongs.pop_front()
+        {
+            self.buffered -= dropped.len();
+        }
+        self.buffered += payload.len();
+        self.pongs.push_back(payload);
     }
 
     /// Queues the close frame behind the data already queued.
@@ -163,13 +174,12 @@ impl Outbox {
     }
 
     /// Drops everything queued but the handshake and sends `payload` as the
-    /// close frame next, cutting into a fragmented message if need be. For a
-    /// failing connection, and for the reply to the peer's close, which goes
-    /// out "as soon as practical" (§5.5.1): the peer has stopped caring about
-    /// our data.
+    /// close frame next, cutting into a fragmented message if need be: the
+    /// reply to the peer's close goes out "as soon as practical" (§5.5.1),
+    /// since the peer has stopped caring about our data.
     pub(crate) fn close_now(&mut self, payload: Bytes) {
         self.pings.clear();
-        self.pong = None;
+        self.pongs.clear();
         self.data.clear();
         self.front_sent = 0;
         self.buffered = self.handshake.as_ref().map_or(0, Bytes::len);
@@ -182,6 +192,7 @@ impl Outbox {
 
     pub(crate) fn release_buffers(&mut self) {
         self.pings.shrink_to_fit();
+        self.pongs.shrink_to_fit();
         self.data.shrink_to_fit();
     }
 
@@ -196,7 +207,7 @@ impl Outbox {
         if let Some(payload) = self.pings.pop_front() {
             return Some(self.frame(Opcode::Ping, true, payload));
         }
-        if let Some(payload) = self.pong.take() {
+        if let Some(payload) = self.pongs.pop_front() {
             return Some(self.frame(Opcode::Pong, true, payload));
         }
         if let Some(message) = self.data.front() {

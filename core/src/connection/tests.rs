@@ -91,7 +91,7 @@ fn server_initiated_close_completes_cleanly() {
         events,
         vec![
             Event::CloseReceived(CloseFrame { code: CloseCode::NORMAL, reason: "ok".into() }),
-            Event::Closed(Closed { code: CloseCode::NORMAL, reason: "ok".into(), clean: true, error: None }),
+            Event::Closed(Box::new(Closed { code: CloseCode::NORMAL, reason: "ok".into(), clean: true, error: None })),
         ]
     );
     assert!(out.is_empty(), "nothing after our close frame");
@@ -160,17 +160,18 @@ fn protocol_error_sends_its_close_code_and_ignores_what_follows() {
     server.handle_input(t0, b"\x81\x01a");
     let (events, out) = drain(&mut server);
     let reason = ProtocolError::UnmaskedClientFrame.to_string();
-    let mut expected = vec![0x88, 2 + reason.len() as u8, 0x03, 0xEA];
+    let mut expected = b"\x81\x06queued".to_vec();
+    expected.extend_from_slice(&[0x88, 2 + reason.len() as u8, 0x03, 0xEA]);
     expected.extend_from_slice(reason.as_bytes());
-    assert_eq!(out, expected, "queued data is dropped, the close goes out");
+    assert_eq!(out, expected, "data queued before the failure goes first");
     assert_eq!(
         events,
-        vec![Event::Closed(Closed {
+        vec![Event::Closed(Box::new(Closed {
             code: CloseCode::PROTOCOL_ERROR,
             reason,
             clean: false,
             error: Some(Error::Protocol(ProtocolError::UnmaskedClientFrame)),
-        })]
+        }))]
     );
     server.handle_input(t0, &client_frame(0x81, b"more"));
     server.handle_eof(t0);
@@ -210,12 +211,12 @@ fn heartbeat_pings_a_silent_peer_and_declares_it_dead_after_three_misses() {
     assert!(out.is_empty(), "a dead peer gets no close frame");
     assert_eq!(
         events,
-        vec![Event::Closed(Closed {
+        vec![Event::Closed(Box::new(Closed {
             code: CloseCode::ABNORMAL,
             reason: String::new(),
             clean: false,
             error: Some(Error::PeerUnresponsive(3)),
-        })]
+        }))]
     );
 }
 
@@ -236,7 +237,7 @@ fn any_frame_is_a_sign_of_life_so_a_busy_peer_gets_no_ping() {
 }
 
 #[test]
-fn pings_are_answered_with_the_latest_payload_only() {
+fn every_ping_is_answered_until_a_flood_keeps_only_the_latest() {
     let (mut server, t0) = open_server(Config::default());
     let mut input = client_frame(0x89, b"first");
     input.extend(client_frame(0x89, b"second"));
@@ -246,7 +247,44 @@ fn pings_are_answered_with_the_latest_payload_only() {
         events,
         vec![Event::Ping(Bytes::from_static(b"first")), Event::Ping(Bytes::from_static(b"second"))]
     );
-    assert_eq!(out, b"\x8a\x06second");
+    assert_eq!(out, b"\x8a\x05first\x8a\x06second");
+
+    let flood: Vec<u8> = (0..100u8).flat_map(|i| client_frame(0x89, &[i])).collect();
+    server.handle_input(t0, &flood);
+    let (events, out) = drain(&mut server);
+    assert_eq!(events.len(), 100);
+    let expected: Vec<u8> = (84..100u8).flat_map(|i| [0x8A, 1, i]).collect();
+    assert_eq!(out, expected, "the 16 latest pings are answered");
+}
+
+#[test]
+fn messages_are_decoded_one_at_a_time_so_replies_keep_their_order() {
+    // Autobahn 3.2: a message, then a broken frame. The echo of the message
+    // goes out before the close that the broken frame causes.
+    let (mut server, t0) = open_server(Config::default());
+    let mut input = client_frame(0x81, b"hello");
+    input.extend_from_slice(&[0xA1, 0x80, 0, 0, 0, 0]); // RSV2 set
+    server.handle_input(t0, &input);
+    assert_eq!(server.buffered_input(), 6, "the second frame waits");
+    let Some(Event::Message(message)) = server.poll_event() else { panic!() };
+    server.send(message).unwrap();
+    let Some(Event::Closed(closed)) = server.poll_event() else { panic!() };
+    assert_eq!(closed.error, Some(Error::Protocol(ProtocolError::ReservedBits(2))));
+    let out = transmitted(&mut server);
+    assert!(out.starts_with(b"\x81\x05hello\x88"), "{out:?}");
+}
+
+#[test]
+fn eof_decodes_what_arrived_before_it() {
+    let (mut server, t0) = open_server(Config::default());
+    let mut input = client_frame(0x81, b"one");
+    input.extend(client_frame(0x81, b"two"));
+    input.extend(client_frame(0x88, &close_frame_payload(1000, "")));
+    server.handle_input(t0, &input);
+    server.handle_eof(t0);
+    let events = drain_events(&mut server);
+    assert_eq!(events.len(), 4, "{events:?}");
+    assert!(closed(&events[3]).clean);
 }
 
 #[test]
@@ -309,12 +347,12 @@ fn eof_without_close_is_abnormal() {
     let (events, _) = drain(&mut server);
     assert_eq!(
         events,
-        vec![Event::Closed(Closed {
+        vec![Event::Closed(Box::new(Closed {
             code: CloseCode::ABNORMAL,
             reason: String::new(),
             clean: false,
             error: Some(Error::UnexpectedEof),
-        })]
+        }))]
     );
 }
 
@@ -420,7 +458,7 @@ fn client_close_waits_for_the_server_to_close_tcp() {
         events,
         // Like a browser's CloseEvent: the code and reason of the peer's frame,
         // which echoed the code only.
-        vec![Event::Closed(Closed { code: CloseCode::NORMAL, reason: String::new(), clean: true, error: None })]
+        vec![Event::Closed(Box::new(Closed { code: CloseCode::NORMAL, reason: String::new(), clean: true, error: None }))]
     );
 }
 

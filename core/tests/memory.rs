@@ -1,0 +1,172 @@
+//! Heap use of the core, measured with a counting allocator.
+//!
+//! Counters are per thread, so the tests in this file can run in parallel
+//! without seeing each other's allocations.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+use bytes::Buf;
+use sockeye_core::frame::{Header, Opcode};
+use sockeye_core::{Accept, Config, Connection, Event, Message, apply_mask};
+
+struct Counting;
+
+thread_local! {
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; the only
+// addition is bookkeeping in const-initialised thread-locals, which never
+// allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.with(|l| l.set(l.get() + layout.size() as isize));
+        ALLOCATIONS.with(|a| a.set(a.get() + 1));
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.with(|l| l.set(l.get() - layout.size() as isize));
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.with(|l| l.set(l.get() + new_size as isize - layout.size() as isize));
+        ALLOCATIONS.with(|a| a.set(a.get() + 1));
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn live() -> isize {
+    LIVE.with(Cell::get)
+}
+
+fn allocations() -> usize {
+    ALLOCATIONS.with(Cell::get)
+}
+
+const REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
+Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+fn drain(conn: &mut Connection) {
+    while conn.poll_event().is_some() {}
+    while let Some(mut t) = conn.poll_transmit() {
+        t.advance(t.remaining());
+    }
+}
+
+/// A boxed, open server connection, as a driver would hold it.
+fn open_server(now: Instant) -> Box<Connection> {
+    let mut server = Box::new(Connection::server(Config::default(), now).unwrap());
+    server.handle_input(now, REQUEST);
+    let Some(Event::Request(_)) = server.poll_event() else {
+        panic!("no request")
+    };
+    server.accept(Accept::default()).unwrap();
+    drain(&mut server);
+    server
+}
+
+fn masked_frame(opcode: Opcode, payload: &[u8]) -> Vec<u8> {
+    let key = [9, 8, 7, 6];
+    let header = Header {
+        fin: true,
+        rsv: 0,
+        opcode,
+        mask: Some(key),
+        payload_len: payload.len() as u64,
+    };
+    let mut wire = header.encode().as_slice().to_vec();
+    let start = wire.len();
+    wire.extend_from_slice(payload);
+    apply_mask(&mut wire[start..], key, 0);
+    wire
+}
+
+const KIB: isize = 1024;
+
+#[test]
+fn an_open_idle_connection_holds_at_most_1_kib() {
+    let now = Instant::now();
+    let before = live();
+    let server = open_server(now);
+    let held = live() - before;
+    drop(server);
+    let leaked = live() - before;
+    println!("open idle server connection: {held} bytes of heap (struct included)");
+    assert!(held <= KIB, "{held} bytes");
+    assert_eq!(leaked, 0, "everything is freed on drop");
+}
+
+#[test]
+fn a_connection_gives_its_buffers_back_when_the_peer_falls_silent() {
+    let now = Instant::now();
+    let before = live();
+    let mut server = open_server(now);
+    for i in 0..100u32 {
+        server.handle_input(now, &masked_frame(Opcode::Binary, &i.to_be_bytes().repeat(100)));
+        drain(&mut server);
+    }
+    let busy = live() - before;
+    // The heartbeat fires after 30 s of silence; buffers go with the ping.
+    server.handle_timeout(now + Duration::from_secs(30));
+    drain(&mut server);
+    let idle = live() - before;
+    println!("after traffic: {busy} bytes; after going idle: {idle} bytes");
+    assert!(idle <= KIB, "{idle} bytes");
+}
+
+#[test]
+fn steady_small_messages_do_not_allocate_per_frame() {
+    let now = Instant::now();
+    let mut server = open_server(now);
+    let frame = masked_frame(Opcode::Text, b"a small chat message of 32 bytes");
+    let echo = Message::text("a small chat message of 32 bytes");
+    // Warm up: the first frames allocate the shared read buffer and queues.
+    for _ in 0..10 {
+        server.handle_input(now, &frame);
+        drain(&mut server);
+    }
+    let start = allocations();
+    const FRAMES: usize = 10_000;
+    for _ in 0..FRAMES {
+        server.handle_input(now, &frame);
+        while let Some(event) = server.poll_event() {
+            assert!(matches!(event, Event::Message(_)));
+        }
+        server.send(echo.clone()).unwrap();
+        while let Some(mut t) = server.poll_transmit() {
+            t.advance(t.remaining());
+        }
+    }
+    let count = allocations() - start;
+    println!("{count} allocations for {FRAMES} frames received and echoed");
+    assert!(count * 100 < FRAMES, "{count} allocations");
+}
+
+#[test]
+fn receiving_a_ping_costs_at_most_two_small_allocations() {
+    let now = Instant::now();
+    let mut server = open_server(now);
+    let ping = masked_frame(Opcode::Ping, b"beat");
+    server.handle_input(now, &ping);
+    drain(&mut server);
+    let start = allocations();
+    for _ in 0..100 {
+        server.handle_input(now, &ping);
+        drain(&mut server);
+    }
+    let count = allocations() - start;
+    // One copy of the payload out of the read buffer, and the reference count
+    // shared between the event and the queued pong.
+    assert!(count <= 200, "{count} allocations for 100 pings");
+}
