@@ -19,7 +19,9 @@ use bytes::Buf;
 use sockeye_core::{Accept, Config, Connection, Event, Response, Transmit};
 
 fn main() -> io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9001".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9001".into());
     let listener = TcpListener::bind(&addr)?;
     eprintln!("echo server listening on ws://{}", listener.local_addr()?);
     for stream in listener.incoming() {
@@ -36,7 +38,8 @@ fn main() -> io::Result<()> {
 fn serve(mut stream: TcpStream) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let peer = stream.peer_addr()?;
-    let mut conn = Connection::server(Config::default(), Instant::now()).expect("default config is valid");
+    let mut conn =
+        Connection::server(Config::default(), Instant::now()).expect("default config is valid");
     let mut buf = vec![0u8; 64 * 1024];
     let mut pending: VecDeque<Transmit> = VecDeque::new();
     loop {
@@ -57,7 +60,10 @@ fn serve(mut stream: TcpStream) -> io::Result<()> {
                 }
                 Event::Closed(closed) => {
                     write_all(&mut stream, &mut conn, &mut pending)?;
-                    eprintln!("{peer}: closed with {} (clean: {})", closed.code, closed.clean);
+                    eprintln!(
+                        "{peer}: closed with {} (clean: {})",
+                        closed.code, closed.clean
+                    );
                     let _ = stream.shutdown(Shutdown::Both);
                     return Ok(());
                 }
@@ -68,7 +74,9 @@ fn serve(mut stream: TcpStream) -> io::Result<()> {
 
         // Wait for bytes, but no longer than the next deadline.
         let now = Instant::now();
-        let timeout = conn.poll_timeout().map(|t| t.saturating_duration_since(now));
+        let timeout = conn
+            .poll_timeout()
+            .map(|t| t.saturating_duration_since(now));
         if timeout == Some(Duration::ZERO) {
             conn.handle_timeout(now);
             continue;
@@ -77,7 +85,12 @@ fn serve(mut stream: TcpStream) -> io::Result<()> {
         match stream.read(&mut buf) {
             Ok(0) => conn.handle_eof(Instant::now()),
             Ok(n) => conn.handle_input(Instant::now(), &buf[..n]),
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 conn.handle_timeout(Instant::now());
             }
             Err(e) => return Err(e),
@@ -87,7 +100,11 @@ fn serve(mut stream: TcpStream) -> io::Result<()> {
 
 /// Writes every pending transmit with vectored writes: headers and payloads
 /// go out without being copied together.
-fn write_all(stream: &mut TcpStream, conn: &mut Connection, pending: &mut VecDeque<Transmit>) -> io::Result<()> {
+fn write_all(
+    stream: &mut TcpStream,
+    conn: &mut Connection,
+    pending: &mut VecDeque<Transmit>,
+) -> io::Result<()> {
     pending.extend(std::iter::from_fn(|| conn.poll_transmit()));
     while !pending.is_empty() {
         let mut slices = Vec::with_capacity(pending.len() * 2);

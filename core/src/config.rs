@@ -150,17 +150,83 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         let cases: Vec<(Config, &str)> = vec![
-            (Config { max_handshake_size: 10, ..Config::default() }, "max_handshake_size"),
-            (Config { max_headers: 2, ..Config::default() }, "max_headers"),
-            (Config { max_frame_size: 0, ..Config::default() }, "max_frame_size"),
-            (Config { max_message_size: 0, ..Config::default() }, "max_message_size"),
-            (Config { fragment_size: Some(0), ..Config::default() }, "fragment_size"),
-            (Config { read_buffer_size: 0, ..Config::default() }, "read_buffer_size"),
-            (Config { handshake_timeout: Duration::ZERO, ..Config::default() }, "handshake_timeout"),
-            (Config { close_timeout: Duration::ZERO, ..Config::default() }, "close_timeout"),
-            (Config { ping_interval: Some(Duration::ZERO), ..Config::default() }, "ping_interval"),
-            (Config { max_missed_pongs: 0, ..Config::default() }, "max_missed_pongs"),
-            (Config { idle_timeout: Some(Duration::ZERO), ..Config::default() }, "idle_timeout"),
+            (
+                Config {
+                    max_handshake_size: 10,
+                    ..Config::default()
+                },
+                "max_handshake_size",
+            ),
+            (
+                Config {
+                    max_headers: 2,
+                    ..Config::default()
+                },
+                "max_headers",
+            ),
+            (
+                Config {
+                    max_frame_size: 0,
+                    ..Config::default()
+                },
+                "max_frame_size",
+            ),
+            (
+                Config {
+                    max_message_size: 0,
+                    ..Config::default()
+                },
+                "max_message_size",
+            ),
+            (
+                Config {
+                    fragment_size: Some(0),
+                    ..Config::default()
+                },
+                "fragment_size",
+            ),
+            (
+                Config {
+                    read_buffer_size: 0,
+                    ..Config::default()
+                },
+                "read_buffer_size",
+            ),
+            (
+                Config {
+                    handshake_timeout: Duration::ZERO,
+                    ..Config::default()
+                },
+                "handshake_timeout",
+            ),
+            (
+                Config {
+                    close_timeout: Duration::ZERO,
+                    ..Config::default()
+                },
+                "close_timeout",
+            ),
+            (
+                Config {
+                    ping_interval: Some(Duration::ZERO),
+                    ..Config::default()
+                },
+                "ping_interval",
+            ),
+            (
+                Config {
+                    max_missed_pongs: 0,
+                    ..Config::default()
+                },
+                "max_missed_pongs",
+            ),
+            (
+                Config {
+                    idle_timeout: Some(Duration::ZERO),
+                    ..Config::default()
+                },
+                "idle_timeout",
+            ),
         ];
         for (config, field) in cases {
             assert_eq!(config.validate().unwrap_err().field, field);

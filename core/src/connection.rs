@@ -42,6 +42,9 @@ enum Handshake {
         accept: Option<String>,
         protocols: Vec<String>,
         early: BytesMut,
+        /// The client half-closed after its request; it may still read the
+        /// answer.
+        eof: bool,
     },
     /// Client: reading the response head.
     ReadingResponse {
@@ -167,7 +170,13 @@ impl Connection {
             head: BytesMut::new(),
             searched: 0,
         };
-        Ok(Self::new(Role::Server, config, handshake, SplitMix64::new(0), now))
+        Ok(Self::new(
+            Role::Server,
+            config,
+            handshake,
+            SplitMix64::new(0),
+            now,
+        ))
     }
 
     /// A client connection. Its upgrade request is the first transmit.
@@ -183,7 +192,12 @@ impl Connection {
     /// let hello = client.poll_transmit().unwrap();
     /// assert!(hello.payload().starts_with(b"GET /socket HTTP/1.1\r\nHost: example.com\r\n"));
     /// ```
-    pub fn client(request: ClientRequest, config: Config, seed: u64, now: Instant) -> Result<Self, UsageError> {
+    pub fn client(
+        request: ClientRequest,
+        config: Config,
+        seed: u64,
+        now: Instant,
+    ) -> Result<Self, UsageError> {
         config.validate().map_err(UsageError::Config)?;
         let mut rng = SplitMix64::new(seed);
         let mut key = [0u8; 16];
@@ -199,7 +213,13 @@ impl Connection {
         Ok(connection)
     }
 
-    fn new(role: Role, config: Config, handshake: Handshake, rng: SplitMix64, now: Instant) -> Self {
+    fn new(
+        role: Role,
+        config: Config,
+        handshake: Handshake,
+        rng: SplitMix64,
+        now: Instant,
+    ) -> Self {
         Self {
             role,
             state: State::Handshaking,
@@ -241,9 +261,9 @@ impl Connection {
     /// handshake, nor `max_message_size` plus one control frame after it.
     pub fn buffered_input(&self) -> usize {
         let handshake = match self.handshake.as_deref() {
-            Some(Handshake::ReadingRequest { head, .. } | Handshake::ReadingResponse { head, .. }) => {
-                head.len()
-            }
+            Some(
+                Handshake::ReadingRequest { head, .. } | Handshake::ReadingResponse { head, .. },
+            ) => head.len(),
             Some(Handshake::AwaitingAnswer { early, .. }) => early.len(),
             Some(Handshake::ReadingRefusal { body, .. }) => body.len(),
             None => 0,
@@ -267,21 +287,32 @@ impl Connection {
     pub fn handle_eof(&mut self, now: Instant) {
         self.now = now;
         // What arrived before the end still counts, in order.
-        while !self.unread.is_empty() && self.state != State::Closed && self.close_received.is_none() {
+        while !self.unread.is_empty()
+            && self.state != State::Closed
+            && self.close_received.is_none()
+        {
             let unread = std::mem::take(&mut self.unread);
             self.decode(&unread);
         }
         match self.state {
             State::Closed => {}
             State::Handshaking => match self.handshake.as_deref_mut() {
+                Some(Handshake::AwaitingAnswer { eof, .. }) => *eof = true,
                 Some(Handshake::ReadingRefusal { .. }) => self.finish_refusal(),
-                Some(Handshake::ReadingResponse { .. }) => self.fail_handshake(ResponseError::Eof.into()),
+                Some(Handshake::ReadingResponse { .. }) => {
+                    self.fail_handshake(ResponseError::Eof.into())
+                }
                 _ => self.fail_handshake(Error::UnexpectedEof),
             },
             State::Open | State::Closing => match self.close_received.take() {
                 // A client waits for exactly this after the close frames.
                 Some(frame) => self.finish(frame.code, frame.reason, true, None),
-                None => self.finish(CloseCode::ABNORMAL, String::new(), false, Some(Error::UnexpectedEof)),
+                None => self.finish(
+                    CloseCode::ABNORMAL,
+                    String::new(),
+                    false,
+                    Some(Error::UnexpectedEof),
+                ),
             },
         }
     }
@@ -294,6 +325,15 @@ impl Connection {
         match self.state {
             State::Handshaking if self.deadline.is_some_and(|d| now >= d) => match self.role {
                 Role::Server => self.refuse(RequestError::Timeout),
+                // The status is known; report it with the body so far.
+                Role::Client
+                    if matches!(
+                        self.handshake.as_deref(),
+                        Some(Handshake::ReadingRefusal { .. })
+                    ) =>
+                {
+                    self.finish_refusal();
+                }
                 Role::Client => self.fail_handshake(ResponseError::Timeout.into()),
             },
             State::Open => {
@@ -316,10 +356,17 @@ impl Connection {
                     self.start_close(CloseCode::GOING_AWAY, "idle timeout");
                 }
             }
-            State::Closing if self.deadline.is_some_and(|d| now >= d) => match self.close_received.take() {
-                Some(frame) => self.finish(frame.code, frame.reason, true, None),
-                None => self.finish(CloseCode::ABNORMAL, String::new(), false, Some(Error::CloseTimeout)),
-            },
+            State::Closing if self.deadline.is_some_and(|d| now >= d) => {
+                match self.close_received.take() {
+                    Some(frame) => self.finish(frame.code, frame.reason, true, None),
+                    None => self.finish(
+                        CloseCode::ABNORMAL,
+                        String::new(),
+                        false,
+                        Some(Error::CloseTimeout),
+                    ),
+                }
+            }
             _ => {}
         }
     }
@@ -337,7 +384,8 @@ impl Connection {
             return Err(UsageError::NoPendingRequest);
         };
         let response = accept.encode(key, protocols)?;
-        let Some(Handshake::AwaitingAnswer { early, .. }) = self.handshake.take().map(|h| *h) else {
+        let Some(Handshake::AwaitingAnswer { early, eof, .. }) = self.handshake.take().map(|h| *h)
+        else {
             unreachable!("checked above");
         };
         self.outbox.push_handshake(response);
@@ -346,6 +394,9 @@ impl Connection {
             headers: accept.headers,
         });
         self.frame_input(&early);
+        if eof {
+            self.handle_eof(self.now);
+        }
         Ok(())
     }
 
@@ -354,7 +405,10 @@ impl Connection {
     /// [`Event::HttpRequest`]. [`Event::Closed`] follows; close the transport
     /// once the response is written.
     pub fn respond(&mut self, response: Response) -> Result<(), UsageError> {
-        if !matches!(self.handshake.as_deref(), Some(Handshake::AwaitingAnswer { .. })) {
+        if !matches!(
+            self.handshake.as_deref(),
+            Some(Handshake::AwaitingAnswer { .. })
+        ) {
             return Err(UsageError::NoPendingRequest);
         }
         let bytes = response.encode()?;
@@ -439,7 +493,8 @@ impl Connection {
 
     fn heartbeat_due(&self) -> Option<Instant> {
         let interval = self.config.ping_interval?;
-        self.last_seen.checked_add(interval.checked_mul(self.missed_pongs + 1)?)
+        self.last_seen
+            .checked_add(interval.checked_mul(self.missed_pongs + 1)?)
     }
 
     fn idle_due(&self) -> Option<Instant> {
@@ -472,7 +527,8 @@ impl Connection {
             return;
         };
         match handshake {
-            Handshake::ReadingRequest { head, searched } | Handshake::ReadingResponse { head, searched, .. } => {
+            Handshake::ReadingRequest { head, searched }
+            | Handshake::ReadingResponse { head, searched, .. } => {
                 // Copy no more than the cap allows; a head that does not end
                 // within it is refused whatever follows.
                 let take = data.len().min(cap - head.len());
@@ -527,6 +583,7 @@ impl Connection {
                     accept: Some(accept),
                     protocols: request.protocols.clone(),
                     early,
+                    eof: false,
                 }));
                 self.events.push_back(Event::Request(Box::new(request)));
             }
@@ -535,6 +592,7 @@ impl Connection {
                     accept: None,
                     protocols: Vec::new(),
                     early: BytesMut::new(),
+                    eof: false,
                 }));
                 self.events.push_back(Event::HttpRequest(Box::new(request)));
             }
@@ -558,7 +616,9 @@ impl Connection {
                 headers,
                 body_len,
             } => {
-                let body_len = body_len.unwrap_or(usize::MAX).min(self.config.max_handshake_size);
+                let body_len = body_len
+                    .unwrap_or(usize::MAX)
+                    .min(self.config.max_handshake_size);
                 let mut body = rest;
                 body.truncate(body_len);
                 let done = body.len() == body_len;

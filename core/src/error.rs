@@ -122,7 +122,10 @@ pub enum RequestError {
     MissingConnectionUpgrade,
     /// Sec-WebSocket-Version was missing or not 13; the response carried
     /// `Sec-WebSocket-Version: 13`.
-    #[error("unsupported Sec-WebSocket-Version {0:?}; this server speaks 13")]
+    #[error("{}; this server speaks 13", match .0 {
+        Some(version) => format!("unsupported Sec-WebSocket-Version {version:?}"),
+        None => "missing Sec-WebSocket-Version".to_owned(),
+    })]
     UnsupportedVersion(Option<String>),
     /// No Sec-WebSocket-Key header.
     #[error("missing Sec-WebSocket-Key header")]

@@ -3,8 +3,8 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::close::CloseFrame;
 use crate::close::CloseCode;
+use crate::close::CloseFrame;
 use crate::config::Config;
 use crate::error::ProtocolError;
 use crate::mask::apply_mask;
@@ -171,7 +171,10 @@ impl Header {
             mask,
             payload_len,
         };
-        Ok(Some((header, 2 + len_bytes + if mask.is_some() { 4 } else { 0 })))
+        Ok(Some((
+            header,
+            2 + len_bytes + if mask.is_some() { 4 } else { 0 },
+        )))
     }
 
     /// Encodes the header with the shortest length form (§5.2).
@@ -197,7 +200,10 @@ impl Header {
             bytes[len..len + 4].copy_from_slice(&key);
             len += 4;
         }
-        EncodedHeader { bytes, len: len as u8 }
+        EncodedHeader {
+            bytes,
+            len: len as u8,
+        }
     }
 }
 
@@ -427,7 +433,11 @@ impl Decoder {
         })
     }
 
-    fn append_payload(&mut self, chunk: &[u8], frame: &FrameInProgress) -> Result<(), ProtocolError> {
+    fn append_payload(
+        &mut self,
+        chunk: &[u8],
+        frame: &FrameInProgress,
+    ) -> Result<(), ProtocolError> {
         if self.buffer.capacity() - self.buffer.len() < chunk.len() {
             // Grow with what has actually arrived, never just with what a
             // header claims: a peer announcing 16 MiB and sending one byte
@@ -490,7 +500,8 @@ fn parse_close(payload: &[u8]) -> Result<Option<CloseFrame>, ProtocolError> {
             if !code.is_valid_on_wire() {
                 return Err(ProtocolError::InvalidCloseCode(code.as_u16()));
             }
-            let reason = std::str::from_utf8(reason).map_err(|_| ProtocolError::InvalidCloseReason)?;
+            let reason =
+                std::str::from_utf8(reason).map_err(|_| ProtocolError::InvalidCloseReason)?;
             Ok(Some(CloseFrame {
                 code,
                 reason: reason.to_owned(),

@@ -73,3 +73,8 @@ pub use mask::apply_mask;
 pub use message::Message;
 pub use outbox::Transmit;
 pub use utf8::Utf8Bytes;
+
+/// Compiles and runs the examples in the repository's README.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -76,7 +76,11 @@ impl Buf for Transmit {
 
     fn chunk(&self) -> &[u8] {
         let header = self.header();
-        if header.is_empty() { &self.payload } else { header }
+        if header.is_empty() {
+            &self.payload
+        } else {
+            header
+        }
     }
 
     fn advance(&mut self, mut cnt: usize) {
@@ -213,7 +217,9 @@ impl Outbox {
         if let Some(message) = self.data.front() {
             let total = message.len();
             let start = self.front_sent;
-            let end = self.fragment_size.map_or(total, |size| total.min(start + size));
+            let end = self
+                .fragment_size
+                .map_or(total, |size| total.min(start + size));
             let opcode = match (start, message) {
                 (0, Message::Text(_)) => Opcode::Text,
                 (0, Message::Binary(_)) => Opcode::Binary,
@@ -223,7 +229,11 @@ impl Outbox {
             let payload = if fin {
                 let whole = self.data.pop_front().expect("front message").into_payload();
                 self.front_sent = 0;
-                if start == 0 { whole } else { whole.slice(start..) }
+                if start == 0 {
+                    whole
+                } else {
+                    whole.slice(start..)
+                }
             } else {
                 self.front_sent = end;
                 message.payload().slice(start..end)

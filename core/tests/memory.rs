@@ -113,7 +113,10 @@ fn a_connection_gives_its_buffers_back_when_the_peer_falls_silent() {
     let before = live();
     let mut server = open_server(now);
     for i in 0..100u32 {
-        server.handle_input(now, &masked_frame(Opcode::Binary, &i.to_be_bytes().repeat(100)));
+        server.handle_input(
+            now,
+            &masked_frame(Opcode::Binary, &i.to_be_bytes().repeat(100)),
+        );
         drain(&mut server);
     }
     let busy = live() - before;

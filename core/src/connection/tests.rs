@@ -83,15 +83,26 @@ fn server_initiated_close_completes_cleanly() {
     assert_eq!(server.state(), State::Closing);
     assert_eq!(drain(&mut server).1, b"\x88\x05\x03\xe8bye");
     assert_eq!(server.send(Message::text("late")), Err(UsageError::Closing));
-    assert_eq!(server.close(CloseCode::NORMAL, ""), Err(UsageError::Closing));
+    assert_eq!(
+        server.close(CloseCode::NORMAL, ""),
+        Err(UsageError::Closing)
+    );
 
     server.handle_input(t0, &client_frame(0x88, &close_frame_payload(1000, "ok")));
     let (events, out) = drain(&mut server);
     assert_eq!(
         events,
         vec![
-            Event::CloseReceived(CloseFrame { code: CloseCode::NORMAL, reason: "ok".into() }),
-            Event::Closed(Box::new(Closed { code: CloseCode::NORMAL, reason: "ok".into(), clean: true, error: None })),
+            Event::CloseReceived(CloseFrame {
+                code: CloseCode::NORMAL,
+                reason: "ok".into()
+            }),
+            Event::Closed(Box::new(Closed {
+                code: CloseCode::NORMAL,
+                reason: "ok".into(),
+                clean: true,
+                error: None
+            })),
         ]
     );
     assert!(out.is_empty(), "nothing after our close frame");
@@ -138,7 +149,10 @@ fn app_close_goes_out_after_the_messages_queued_before_it() {
     server.send(Message::text("a")).unwrap();
     server.send(Message::binary(vec![1])).unwrap();
     server.close(CloseCode::GOING_AWAY, "").unwrap();
-    assert_eq!(drain(&mut server).1, b"\x81\x01a\x82\x01\x01\x88\x02\x03\xe9");
+    assert_eq!(
+        drain(&mut server).1,
+        b"\x81\x01a\x82\x01\x01\x88\x02\x03\xe9"
+    );
 }
 
 #[test]
@@ -181,7 +195,10 @@ fn protocol_error_sends_its_close_code_and_ignores_what_follows() {
 
 #[test]
 fn invalid_utf8_and_oversized_messages_get_1007_and_1009() {
-    let config = Config { max_message_size: 10, ..Config::default() };
+    let config = Config {
+        max_message_size: 10,
+        ..Config::default()
+    };
     let (mut server, t0) = open_server(config.clone());
     server.handle_input(t0, &client_frame(0x81, b"\xc3\x28"));
     let (events, out) = drain(&mut server);
@@ -201,7 +218,11 @@ fn heartbeat_pings_a_silent_peer_and_declares_it_dead_after_three_misses() {
     for (n, at) in [(1, 30), (2, 60), (3, 90)] {
         assert_eq!(server.poll_timeout(), Some(t0 + SECS(at)));
         server.handle_timeout(t0 + SECS(at));
-        assert_eq!(drain(&mut server), (vec![], b"\x89\x00".to_vec()), "ping {n}");
+        assert_eq!(
+            drain(&mut server),
+            (vec![], b"\x89\x00".to_vec()),
+            "ping {n}"
+        );
     }
     assert_eq!(server.poll_timeout(), Some(t0 + SECS(120)));
     server.handle_timeout(t0 + SECS(119));
@@ -245,7 +266,10 @@ fn every_ping_is_answered_until_a_flood_keeps_only_the_latest() {
     let (events, out) = drain(&mut server);
     assert_eq!(
         events,
-        vec![Event::Ping(Bytes::from_static(b"first")), Event::Ping(Bytes::from_static(b"second"))]
+        vec![
+            Event::Ping(Bytes::from_static(b"first")),
+            Event::Ping(Bytes::from_static(b"second"))
+        ]
     );
     assert_eq!(out, b"\x8a\x05first\x8a\x06second");
 
@@ -266,10 +290,17 @@ fn messages_are_decoded_one_at_a_time_so_replies_keep_their_order() {
     input.extend_from_slice(&[0xA1, 0x80, 0, 0, 0, 0]); // RSV2 set
     server.handle_input(t0, &input);
     assert_eq!(server.buffered_input(), 6, "the second frame waits");
-    let Some(Event::Message(message)) = server.poll_event() else { panic!() };
+    let Some(Event::Message(message)) = server.poll_event() else {
+        panic!()
+    };
     server.send(message).unwrap();
-    let Some(Event::Closed(closed)) = server.poll_event() else { panic!() };
-    assert_eq!(closed.error, Some(Error::Protocol(ProtocolError::ReservedBits(2))));
+    let Some(Event::Closed(closed)) = server.poll_event() else {
+        panic!()
+    };
+    assert_eq!(
+        closed.error,
+        Some(Error::Protocol(ProtocolError::ReservedBits(2)))
+    );
     let out = transmitted(&mut server);
     assert!(out.starts_with(b"\x81\x05hello\x88"), "{out:?}");
 }
@@ -289,17 +320,28 @@ fn eof_decodes_what_arrived_before_it() {
 
 #[test]
 fn pong_and_close_slip_between_fragments_of_a_long_message() {
-    let config = Config { fragment_size: Some(4), ..Config::default() };
+    let config = Config {
+        fragment_size: Some(4),
+        ..Config::default()
+    };
     let (mut server, t0) = open_server(config);
-    server.send(Message::binary(b"0123456789AB".to_vec())).unwrap();
+    server
+        .send(Message::binary(b"0123456789AB".to_vec()))
+        .unwrap();
     let first = server.poll_transmit().unwrap();
-    assert_eq!((first.header(), &first.payload()[..]), (&[0x02, 4][..], &b"0123"[..]));
+    assert_eq!(
+        (first.header(), &first.payload()[..]),
+        (&[0x02, 4][..], &b"0123"[..])
+    );
     server.handle_input(t0, &client_frame(0x89, b"p"));
     drain_events(&mut server);
     let pong = server.poll_transmit().unwrap();
     assert_eq!(pong.header(), &[0x8A, 1]);
     let second = server.poll_transmit().unwrap();
-    assert_eq!((second.header(), &second.payload()[..]), (&[0x00, 4][..], &b"4567"[..]));
+    assert_eq!(
+        (second.header(), &second.payload()[..]),
+        (&[0x00, 4][..], &b"4567"[..])
+    );
     // The peer closes: the reply cuts in at the next fragment boundary.
     server.handle_input(t0, &client_frame(0x88, &close_frame_payload(1000, "")));
     assert_eq!(transmitted(&mut server), b"\x88\x02\x03\xe8");
@@ -319,7 +361,11 @@ fn idle_timeout_closes_with_1001() {
     let (mut server, t0) = open_server(config);
     server.handle_input(t0 + SECS(10), &client_frame(0x89, b""));
     drain(&mut server);
-    assert_eq!(server.poll_timeout(), Some(t0 + SECS(60)), "control frames are not activity");
+    assert_eq!(
+        server.poll_timeout(),
+        Some(t0 + SECS(60)),
+        "control frames are not activity"
+    );
     server.handle_input(t0 + SECS(20), &client_frame(0x81, b"hi"));
     drain(&mut server);
     assert_eq!(server.poll_timeout(), Some(t0 + SECS(80)));
@@ -362,17 +408,34 @@ fn usage_errors_leave_the_connection_unchanged() {
     let mut server = Connection::server(Config::default(), t0).unwrap();
     assert_eq!(server.send(Message::text("x")), Err(UsageError::NotOpen));
     let (mut server, _) = open_server(Config::default());
-    assert_eq!(server.ping(Bytes::from(vec![0; 126])), Err(UsageError::PingTooLarge(126)));
-    assert_eq!(server.close(CloseCode::NO_STATUS, ""), Err(UsageError::InvalidCloseCode(1005)));
-    assert_eq!(server.close(CloseCode::NORMAL, &"x".repeat(124)), Err(UsageError::CloseReasonTooLong(124)));
+    assert_eq!(
+        server.ping(Bytes::from(vec![0; 126])),
+        Err(UsageError::PingTooLarge(126))
+    );
+    assert_eq!(
+        server.close(CloseCode::NO_STATUS, ""),
+        Err(UsageError::InvalidCloseCode(1005))
+    );
+    assert_eq!(
+        server.close(CloseCode::NORMAL, &"x".repeat(124)),
+        Err(UsageError::CloseReasonTooLong(124))
+    );
     assert_eq!(server.state(), State::Open);
     assert_eq!(drain(&mut server), (vec![], vec![]));
 }
 
 #[test]
 fn bad_config_is_an_error_not_a_panic() {
-    let config = Config { max_missed_pongs: 0, ..Config::default() };
-    assert_eq!(Connection::server(config.clone(), Instant::now()).unwrap_err().field, "max_missed_pongs");
+    let config = Config {
+        max_missed_pongs: 0,
+        ..Config::default()
+    };
+    assert_eq!(
+        Connection::server(config.clone(), Instant::now())
+            .unwrap_err()
+            .field,
+        "max_missed_pongs"
+    );
     let request = ClientRequest::new("h", 80, "/");
     assert!(matches!(
         Connection::client(request, config, 1, Instant::now()),
@@ -406,7 +469,13 @@ fn pump(from: &mut Connection, to: &mut Connection, now: Instant) {
 
 fn open_pair(seed: u64) -> (Connection, Connection, Instant) {
     let t0 = Instant::now();
-    let mut client = Connection::client(ClientRequest::new("example.com", 80, "/"), Config::default(), seed, t0).unwrap();
+    let mut client = Connection::client(
+        ClientRequest::new("example.com", 80, "/"),
+        Config::default(),
+        seed,
+        t0,
+    )
+    .unwrap();
     let mut server = Connection::server(Config::default(), t0).unwrap();
     pump(&mut client, &mut server, t0);
     assert!(matches!(server.poll_event(), Some(Event::Request(_))));
@@ -428,7 +497,10 @@ fn client_frames_are_masked_and_the_callers_payload_is_untouched() {
     assert_eq!(shared, vec![7u8; 300], "caller's copy unchanged");
     server.handle_input(t0, frame.header());
     server.handle_input(t0, frame.payload());
-    assert_eq!(server.poll_event(), Some(Event::Message(Message::Binary(shared))));
+    assert_eq!(
+        server.poll_event(),
+        Some(Event::Message(Message::Binary(shared)))
+    );
 }
 
 #[test]
@@ -450,15 +522,27 @@ fn client_close_waits_for_the_server_to_close_tcp() {
     assert!(closed(events.last().unwrap()).clean);
     pump(&mut server, &mut client, t0 + SECS(1));
     assert_eq!(client.state(), State::Closing);
-    assert!(matches!(drain_events(&mut client)[..], [Event::CloseReceived(_)]));
-    assert_eq!(client.poll_timeout(), Some(t0 + SECS(6)), "waits close_timeout for TCP");
+    assert!(matches!(
+        drain_events(&mut client)[..],
+        [Event::CloseReceived(_)]
+    ));
+    assert_eq!(
+        client.poll_timeout(),
+        Some(t0 + SECS(6)),
+        "waits close_timeout for TCP"
+    );
     client.handle_eof(t0 + SECS(2));
     let events = drain_events(&mut client);
     assert_eq!(
         events,
         // Like a browser's CloseEvent: the code and reason of the peer's frame,
         // which echoed the code only.
-        vec![Event::Closed(Box::new(Closed { code: CloseCode::NORMAL, reason: String::new(), clean: true, error: None }))]
+        vec![Event::Closed(Box::new(Closed {
+            code: CloseCode::NORMAL,
+            reason: String::new(),
+            clean: true,
+            error: None
+        }))]
     );
 }
 

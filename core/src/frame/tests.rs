@@ -45,7 +45,9 @@ fn rfc_single_frame_unmasked_text() {
 
 #[test]
 fn rfc_single_frame_masked_text() {
-    let wire = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+    let wire = [
+        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ];
     assert_eq!(both_ways(Role::Server, &wire), Ok(vec![text("Hello")]));
 }
 
@@ -58,9 +60,17 @@ fn rfc_fragmented_unmasked_text() {
 #[test]
 fn rfc_unmasked_ping_and_masked_pong() {
     let ping = [0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
-    assert_eq!(both_ways(Role::Client, &ping), Ok(vec![Decoded::Ping(Bytes::from_static(b"Hello"))]));
-    let pong = [0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
-    assert_eq!(both_ways(Role::Server, &pong), Ok(vec![Decoded::Pong(Bytes::from_static(b"Hello"))]));
+    assert_eq!(
+        both_ways(Role::Client, &ping),
+        Ok(vec![Decoded::Ping(Bytes::from_static(b"Hello"))])
+    );
+    let pong = [
+        0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ];
+    assert_eq!(
+        both_ways(Role::Server, &pong),
+        Ok(vec![Decoded::Pong(Bytes::from_static(b"Hello"))])
+    );
 }
 
 #[test]
@@ -73,7 +83,10 @@ fn rfc_256_bytes_and_64_kib_binary() {
         let mut wire = header.clone();
         wire.extend_from_slice(&payload);
         let decoded = decode_all(&mut decoder(Role::Client), &wire).unwrap();
-        assert_eq!(decoded, vec![Decoded::Message(Message::binary(payload.clone()))]);
+        assert_eq!(
+            decoded,
+            vec![Decoded::Message(Message::binary(payload.clone()))]
+        );
         let encoded = Header {
             fin: true,
             rsv: 0,
@@ -98,7 +111,10 @@ fn encode_uses_shortest_length_form_at_each_boundary() {
         };
         let encoded = header.encode();
         assert_eq!(encoded.as_slice().len(), header_len + 4);
-        assert_eq!(Header::parse(encoded.as_slice()), Ok(Some((header, header_len + 4))));
+        assert_eq!(
+            Header::parse(encoded.as_slice()),
+            Ok(Some((header, header_len + 4)))
+        );
         // Every proper prefix is incomplete, not an error.
         for cut in 0..encoded.as_slice().len() {
             assert_eq!(Header::parse(&encoded.as_slice()[..cut]), Ok(None));
@@ -114,15 +130,27 @@ fn first_error(role: Role, wire: &[u8]) -> ProtocolError {
 
 #[test]
 fn masking_rules_follow_the_role() {
-    assert_eq!(first_error(Role::Server, &[0x81, 0x00]), ProtocolError::UnmaskedClientFrame);
-    assert_eq!(first_error(Role::Client, &[0x81, 0x80, 1, 2, 3, 4]), ProtocolError::MaskedServerFrame);
-    assert_eq!(ProtocolError::UnmaskedClientFrame.close_code(), CloseCode::PROTOCOL_ERROR);
+    assert_eq!(
+        first_error(Role::Server, &[0x81, 0x00]),
+        ProtocolError::UnmaskedClientFrame
+    );
+    assert_eq!(
+        first_error(Role::Client, &[0x81, 0x80, 1, 2, 3, 4]),
+        ProtocolError::MaskedServerFrame
+    );
+    assert_eq!(
+        ProtocolError::UnmaskedClientFrame.close_code(),
+        CloseCode::PROTOCOL_ERROR
+    );
 }
 
 #[test]
 fn reserved_bits_and_opcodes_are_protocol_errors() {
     for rsv in 1..8u8 {
-        assert_eq!(first_error(Role::Client, &[0x81 | (rsv << 4), 0]), ProtocolError::ReservedBits(rsv));
+        assert_eq!(
+            first_error(Role::Client, &[0x81 | (rsv << 4), 0]),
+            ProtocolError::ReservedBits(rsv)
+        );
     }
     for opcode in [3u8, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF] {
         let error = first_error(Role::Client, &[0x80 | opcode, 0]);
@@ -133,38 +161,68 @@ fn reserved_bits_and_opcodes_are_protocol_errors() {
 
 #[test]
 fn control_frame_rules() {
-    assert_eq!(first_error(Role::Client, &[0x09, 0x00]), ProtocolError::FragmentedControl);
+    assert_eq!(
+        first_error(Role::Client, &[0x09, 0x00]),
+        ProtocolError::FragmentedControl
+    );
     let mut big_ping = vec![0x89, 126, 0, 126];
     big_ping.extend_from_slice(&[0; 126]);
-    assert_eq!(first_error(Role::Client, &big_ping), ProtocolError::ControlTooLarge(126));
+    assert_eq!(
+        first_error(Role::Client, &big_ping),
+        ProtocolError::ControlTooLarge(126)
+    );
     // 125 bytes is fine.
     let mut ping = vec![0x89, 125];
     ping.extend_from_slice(&[7; 125]);
-    assert_eq!(both_ways(Role::Client, &ping), Ok(vec![Decoded::Ping(Bytes::from(vec![7; 125]))]));
+    assert_eq!(
+        both_ways(Role::Client, &ping),
+        Ok(vec![Decoded::Ping(Bytes::from(vec![7; 125]))])
+    );
 }
 
 #[test]
 fn control_frames_may_interleave_with_fragments() {
-    let wire = [0x01, 0x02, b'a', b'b', 0x89, 0x01, b'p', 0x8A, 0x00, 0x80, 0x01, b'c'];
+    let wire = [
+        0x01, 0x02, b'a', b'b', 0x89, 0x01, b'p', 0x8A, 0x00, 0x80, 0x01, b'c',
+    ];
     assert_eq!(
         both_ways(Role::Client, &wire),
-        Ok(vec![Decoded::Ping(Bytes::from_static(b"p")), Decoded::Pong(Bytes::new()), text("abc")])
+        Ok(vec![
+            Decoded::Ping(Bytes::from_static(b"p")),
+            Decoded::Pong(Bytes::new()),
+            text("abc")
+        ])
     );
 }
 
 #[test]
 fn continuation_rules() {
-    assert_eq!(first_error(Role::Client, &[0x80, 0x00]), ProtocolError::UnexpectedContinuation);
-    assert_eq!(first_error(Role::Client, &[0x01, 0x00, 0x81, 0x00]), ProtocolError::ExpectedContinuation);
-    assert_eq!(first_error(Role::Client, &[0x02, 0x00, 0x02, 0x00]), ProtocolError::ExpectedContinuation);
+    assert_eq!(
+        first_error(Role::Client, &[0x80, 0x00]),
+        ProtocolError::UnexpectedContinuation
+    );
+    assert_eq!(
+        first_error(Role::Client, &[0x01, 0x00, 0x81, 0x00]),
+        ProtocolError::ExpectedContinuation
+    );
+    assert_eq!(
+        first_error(Role::Client, &[0x02, 0x00, 0x02, 0x00]),
+        ProtocolError::ExpectedContinuation
+    );
     // Empty fragments are legal, and so is an empty message.
-    assert_eq!(both_ways(Role::Client, &[0x01, 0x00, 0x00, 0x00, 0x80, 0x00]), Ok(vec![text("")]));
+    assert_eq!(
+        both_ways(Role::Client, &[0x01, 0x00, 0x00, 0x00, 0x80, 0x00]),
+        Ok(vec![text("")])
+    );
 }
 
 #[test]
 fn length_with_top_bit_set_is_rejected() {
     let wire = [0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 1];
-    assert_eq!(first_error(Role::Client, &wire), ProtocolError::InvalidLength);
+    assert_eq!(
+        first_error(Role::Client, &wire),
+        ProtocolError::InvalidLength
+    );
 }
 
 #[test]
@@ -176,7 +234,13 @@ fn size_limits_fail_at_the_header_with_1009() {
     };
     let mut d = Decoder::new(Role::Client, &config);
     let error = decode_all(&mut d, &[0x82, 101]).unwrap_err();
-    assert_eq!(error, ProtocolError::FrameTooLarge { size: 101, max: 100 });
+    assert_eq!(
+        error,
+        ProtocolError::FrameTooLarge {
+            size: 101,
+            max: 100
+        }
+    );
     assert_eq!(error.close_code(), CloseCode::MESSAGE_TOO_BIG);
 
     let mut d = Decoder::new(Role::Client, &config);
@@ -184,8 +248,18 @@ fn size_limits_fail_at_the_header_with_1009() {
     wire.extend_from_slice(&[0; 100]);
     wire.extend_from_slice(&[0x80, 51]);
     let error = decode_all(&mut d, &wire).unwrap_err();
-    assert_eq!(error, ProtocolError::MessageTooLarge { size: 151, max: 150 });
-    assert_eq!(d.buffered(), 100, "nothing of the oversized frame was buffered");
+    assert_eq!(
+        error,
+        ProtocolError::MessageTooLarge {
+            size: 151,
+            max: 150
+        }
+    );
+    assert_eq!(
+        d.buffered(),
+        100,
+        "nothing of the oversized frame was buffered"
+    );
 }
 
 #[test]
@@ -195,13 +269,21 @@ fn invalid_utf8_fails_fast_inside_a_partial_frame() {
     // the rest of the frame arrives.
     let mut input: &[u8] = &[0x81, 100, b'o', b'k', 0xFF];
     assert_eq!(d.decode(&mut input), Err(ProtocolError::InvalidUtf8));
-    assert_eq!(ProtocolError::InvalidUtf8.close_code(), CloseCode::INVALID_PAYLOAD);
+    assert_eq!(
+        ProtocolError::InvalidUtf8.close_code(),
+        CloseCode::INVALID_PAYLOAD
+    );
     // A code point split across fragments is fine.
     let euro = "€".as_bytes();
-    let wire = [0x01, 0x01, euro[0], 0x00, 0x01, euro[1], 0x80, 0x01, euro[2]];
+    let wire = [
+        0x01, 0x01, euro[0], 0x00, 0x01, euro[1], 0x80, 0x01, euro[2],
+    ];
     assert_eq!(both_ways(Role::Client, &wire), Ok(vec![text("€")]));
     // But a message may not end inside one.
-    assert_eq!(first_error(Role::Client, &[0x81, 0x02, euro[0], euro[1]]), ProtocolError::InvalidUtf8);
+    assert_eq!(
+        first_error(Role::Client, &[0x81, 0x02, euro[0], euro[1]]),
+        ProtocolError::InvalidUtf8
+    );
 }
 
 #[test]
@@ -214,15 +296,24 @@ fn binary_payloads_are_not_utf8_checked() {
 
 #[test]
 fn close_payload_rules() {
-    assert_eq!(both_ways(Role::Client, &[0x88, 0x00]), Ok(vec![Decoded::Close(None)]));
-    assert_eq!(first_error(Role::Client, &[0x88, 0x01, 0x03]), ProtocolError::TruncatedCloseCode);
+    assert_eq!(
+        both_ways(Role::Client, &[0x88, 0x00]),
+        Ok(vec![Decoded::Close(None)])
+    );
+    assert_eq!(
+        first_error(Role::Client, &[0x88, 0x01, 0x03]),
+        ProtocolError::TruncatedCloseCode
+    );
     let frame = |code: u16, reason: &[u8]| {
         let mut wire = vec![0x88, 2 + reason.len() as u8];
         wire.extend_from_slice(&code.to_be_bytes());
         wire.extend_from_slice(reason);
         wire
     };
-    for code in [1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999] {
+    for code in [
+        1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999,
+        4000, 4999,
+    ] {
         assert_eq!(
             both_ways(Role::Client, &frame(code, b"why")),
             Ok(vec![Decoded::Close(Some(CloseFrame {
@@ -232,8 +323,13 @@ fn close_payload_rules() {
             "code {code}"
         );
     }
-    for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
-        assert_eq!(first_error(Role::Client, &frame(code, b"")), ProtocolError::InvalidCloseCode(code));
+    for code in [
+        0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+    ] {
+        assert_eq!(
+            first_error(Role::Client, &frame(code, b"")),
+            ProtocolError::InvalidCloseCode(code)
+        );
     }
     let error = first_error(Role::Client, &frame(1000, b"\xff"));
     assert_eq!(error, ProtocolError::InvalidCloseReason);
@@ -254,10 +350,16 @@ fn decode_returns_one_item_at_a_time_and_keeps_the_rest() {
 fn a_large_announced_frame_does_not_allocate_what_has_not_arrived() {
     let mut d = decoder(Role::Client);
     // 16 MiB announced, 10 bytes sent.
-    let mut input: &[u8] = &[0x82, 0x7F, 0, 0, 0, 0, 1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+    let mut input: &[u8] = &[
+        0x82, 0x7F, 0, 0, 0, 0, 1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+    ];
     assert_eq!(d.decode(&mut input), Ok(None));
     assert_eq!(d.buffered(), 10);
-    assert!(d.buffer.capacity() <= 64 * 1024, "capacity {}", d.buffer.capacity());
+    assert!(
+        d.buffer.capacity() <= 64 * 1024,
+        "capacity {}",
+        d.buffer.capacity()
+    );
 }
 
 #[test]
@@ -270,5 +372,8 @@ fn release_buffers_frees_idle_memory_only() {
     // A partial message survives a release.
     decode_all(&mut d, &[0x01, 0x01, b'a']).unwrap();
     d.release_buffers();
-    assert_eq!(decode_all(&mut d, &[0x80, 0x01, b'b']), Ok(vec![text("ab")]));
+    assert_eq!(
+        decode_all(&mut d, &[0x80, 0x01, b'b']),
+        Ok(vec![text("ab")])
+    );
 }

@@ -3,7 +3,9 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::server::write_headers;
-use super::{Extension, Header, accept_key, encode_key, has_token, header_values, is_token, single_header};
+use super::{
+    Extension, Header, accept_key, encode_key, has_token, header_values, is_token, single_header,
+};
 use crate::error::{ResponseError, UsageError};
 
 /// What a client asks for when it opens a connection.
@@ -63,12 +65,17 @@ impl ClientRequest {
     pub(crate) fn encode(&self, key: [u8; 16]) -> Result<(Bytes, ClientHandshake), UsageError> {
         let invalid = |what: &str| UsageError::InvalidRequest(what.to_owned());
         let host_ok = !self.host.is_empty()
-            && self.host.bytes().all(|b| b.is_ascii_graphic() && !b"/?#@".contains(&b));
+            && self
+                .host
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"/?#@".contains(&b));
         if !host_ok {
             return Err(invalid("host must be a non-empty name or address"));
         }
         if !self.resource.starts_with('/') || !self.resource.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(invalid("resource must start with / and contain no spaces or controls"));
+            return Err(invalid(
+                "resource must start with / and contain no spaces or controls",
+            ));
         }
         if let Some(bad) = self.protocols.iter().find(|p| !is_token(p)) {
             return Err(invalid(&format!("subprotocol {bad:?} is not a token")));
@@ -116,7 +123,10 @@ pub(crate) struct ClientHandshake {
 #[derive(Debug)]
 pub(crate) enum ResponseOutcome {
     /// The server switched protocols.
-    Upgraded { protocol: Option<String>, headers: Vec<Header> },
+    Upgraded {
+        protocol: Option<String>,
+        headers: Vec<Header>,
+    },
     /// The server refused; `body_len` is its Content-Length, if any.
     Refused {
         status: u16,
@@ -136,16 +146,25 @@ impl ClientHandshake {
         match parsed.parse(head) {
             Ok(httparse::Status::Complete(_)) => {}
             Ok(httparse::Status::Partial) => {
-                return ResponseOutcome::Invalid(ResponseError::Malformed("incomplete response head".into()));
+                return ResponseOutcome::Invalid(ResponseError::Malformed(
+                    "incomplete response head".into(),
+                ));
             }
-            Err(httparse::Error::TooManyHeaders) => return ResponseOutcome::Invalid(ResponseError::TooLarge),
+            Err(httparse::Error::TooManyHeaders) => {
+                return ResponseOutcome::Invalid(ResponseError::TooLarge);
+            }
             Err(e) => return ResponseOutcome::Invalid(ResponseError::Malformed(e.to_string())),
         }
         let status = parsed.code.unwrap_or_default();
-        let headers: Vec<Header> = parsed.headers.iter().map(|h| Header::new(h.name, h.value)).collect();
+        let headers: Vec<Header> = parsed
+            .headers
+            .iter()
+            .map(|h| Header::new(h.name, h.value))
+            .collect();
         if status != 101 {
             let body_len = header_values(&headers, "content-length")
                 .next()
+                .and_then(Result::ok)
                 .and_then(|v| v.trim().parse().ok());
             return ResponseOutcome::Refused {
                 status,
@@ -167,7 +186,8 @@ impl ClientHandshake {
         if !has_token(headers, "connection", "upgrade") {
             return Err(ResponseError::MissingConnectionUpgrade);
         }
-        let accept = single_header(headers, "sec-websocket-accept").map_err(|()| ResponseError::BadAccept)?;
+        let accept = single_header(headers, "sec-websocket-accept")
+            .map_err(|()| ResponseError::BadAccept)?;
         if accept.map(|h| h.value.trim_ascii()) != Some(self.accept.as_bytes()) {
             return Err(ResponseError::BadAccept);
         }
@@ -181,6 +201,9 @@ impl ClientHandshake {
         }
         // No extension is offered yet, so any extension is unexpected.
         for value in header_values(headers, "sec-websocket-extensions") {
+            let value = value.map_err(|_| {
+                ResponseError::Malformed("Sec-WebSocket-Extensions is not UTF-8".into())
+            })?;
             let extensions = Extension::parse_list(value).map_err(ResponseError::Malformed)?;
             if let Some(extension) = extensions.into_iter().next() {
                 return Err(ResponseError::UnexpectedExtension(extension.name));

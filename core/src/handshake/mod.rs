@@ -119,38 +119,51 @@ fn split_unquoted(s: &str, sep: char) -> impl Iterator<Item = &str> {
 
 /// The non-empty elements of an HTTP `#rule` list (RFC 9110 §5.6.1).
 pub(crate) fn split_list(value: &str) -> impl Iterator<Item = &str> {
-    split_unquoted(value, ',').map(str::trim).filter(|s| !s.is_empty())
+    split_unquoted(value, ',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
 }
 
 /// An HTTP token (RFC 9110 §5.6.2).
 pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// All values of a header, joined as one list (RFC 9110 §5.3).
-pub(crate) fn header_values<'a>(headers: &'a [Header], name: &str) -> impl Iterator<Item = &'a str> {
+/// All values of a header, in order (RFC 9110 §5.3). A value that is not
+/// UTF-8 comes out as `Err`, so that validation cannot skip it.
+pub(crate) fn header_values<'a>(
+    headers: &'a [Header],
+    name: &str,
+) -> impl Iterator<Item = Result<&'a str, std::str::Utf8Error>> {
     headers
         .iter()
         .filter(move |h| h.name.eq_ignore_ascii_case(name))
-        .filter_map(Header::value_str)
+        .map(|h| std::str::from_utf8(&h.value))
 }
 
 /// Whether any value of header `name` lists `token` (case-insensitively).
 pub(crate) fn has_token(headers: &[Header], name: &str, token: &str) -> bool {
     header_values(headers, name)
+        .filter_map(Result::ok)
         .flat_map(split_list)
         .any(|t| t.eq_ignore_ascii_case(token))
 }
 
 /// The single value of a header that must not repeat: `Ok(None)` if absent,
 /// `Err(())` if repeated.
-pub(crate) fn single_header<'a>(headers: &'a [Header], name: &str) -> Result<Option<&'a Header>, ()> {
+pub(crate) fn single_header<'a>(
+    headers: &'a [Header],
+    name: &str,
+) -> Result<Option<&'a Header>, ()> {
     let mut found = headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name));
     let first = found.next();
-    if found.next().is_some() { Err(()) } else { Ok(first) }
+    if found.next().is_some() {
+        Err(())
+    } else {
+        Ok(first)
+    }
 }
 
 /// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (§4.2.2).
@@ -180,7 +193,10 @@ pub(crate) fn key_is_valid(key: &[u8]) -> bool {
 
 /// Whether a header can be written without breaking the HTTP message.
 pub(crate) fn header_is_writable(name: &str, value: &str) -> bool {
-    is_token(name) && value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+    is_token(name)
+        && value
+            .bytes()
+            .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 
 /// Locates the end of an HTTP head: the index just past the blank line.

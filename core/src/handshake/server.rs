@@ -33,7 +33,7 @@ pub struct Request {
 impl Request {
     /// The first value of a header, by case-insensitive name, if it is UTF-8.
     pub fn header(&self, name: &str) -> Option<&str> {
-        header_values(&self.headers, name).next()
+        header_values(&self.headers, name).next()?.ok()
     }
 
     /// The `Origin` header, which browsers always send (§4.1, §10.2).
@@ -103,7 +103,9 @@ impl Response {
     pub(crate) fn for_error(error: &RequestError) -> Self {
         let response = Response::new(error.status(), error.to_string());
         match error {
-            RequestError::UnsupportedVersion(_) => response.with_header("Sec-WebSocket-Version", "13"),
+            RequestError::UnsupportedVersion(_) => {
+                response.with_header("Sec-WebSocket-Version", "13")
+            }
             _ => response,
         }
     }
@@ -115,7 +117,11 @@ impl Response {
         let mut out = BytesMut::with_capacity(128 + self.body.len());
         write_status_line(&mut out, self.status);
         write_headers(&mut out, &self.headers)?;
-        let has = |name: &str| self.headers.iter().any(|h| h.name.eq_ignore_ascii_case(name));
+        let has = |name: &str| {
+            self.headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case(name))
+        };
         if !self.body.is_empty() && !has("content-type") {
             out.put_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
         }
@@ -192,7 +198,9 @@ pub(crate) fn parse_request(head: &[u8], max_headers: usize) -> RequestOutcome {
     match parsed.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => {
-            return RequestOutcome::Invalid(RequestError::Malformed("incomplete request head".into()));
+            return RequestOutcome::Invalid(RequestError::Malformed(
+                "incomplete request head".into(),
+            ));
         }
         Err(httparse::Error::TooManyHeaders) => {
             return RequestOutcome::Invalid(RequestError::TooManyHeaders(max_headers));
@@ -219,7 +227,8 @@ pub(crate) fn parse_request(head: &[u8], max_headers: usize) -> RequestOutcome {
     };
     let is_upgrade = has_token(&request.headers, "upgrade", "websocket")
         || request.headers.iter().any(|h| {
-            h.name.eq_ignore_ascii_case("sec-websocket-key") || h.name.eq_ignore_ascii_case("sec-websocket-version")
+            h.name.eq_ignore_ascii_case("sec-websocket-key")
+                || h.name.eq_ignore_ascii_case("sec-websocket-version")
         });
     if !is_upgrade {
         return RequestOutcome::Plain(request);
@@ -270,14 +279,18 @@ fn validate_upgrade(request: &mut Request, http11: bool) -> Result<String, Reque
         return Err(RequestError::UnexpectedBody);
     }
     let mut protocols = Vec::new();
-    for protocol in header_values(headers, "sec-websocket-protocol").flat_map(split_list) {
-        if !is_token(protocol) {
-            return Err(RequestError::MalformedProtocols);
+    for value in header_values(headers, "sec-websocket-protocol") {
+        for protocol in split_list(value.map_err(|_| RequestError::MalformedProtocols)?) {
+            if !is_token(protocol) {
+                return Err(RequestError::MalformedProtocols);
+            }
+            protocols.push(protocol.to_owned());
         }
-        protocols.push(protocol.to_owned());
     }
     let mut extensions = Vec::new();
     for value in header_values(headers, "sec-websocket-extensions") {
+        let value =
+            value.map_err(|_| RequestError::MalformedExtensions("value is not UTF-8".into()))?;
         extensions.extend(Extension::parse_list(value).map_err(RequestError::MalformedExtensions)?);
     }
     let accept = accept_key(key);
