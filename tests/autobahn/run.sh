@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs the Autobahn|Testsuite fuzzing client against our echo testee and
-# compares every case's verdict with expected/server.json.
+# Runs the Autobahn|Testsuite in both roles and compares every case's verdict
+# with expected/{server,client}.json:
+#   server: the suite's fuzzing client against our echo server;
+#   client: our client testee against the suite's fuzzing server.
 #
 #   tests/autobahn/run.sh            # check
 #   tests/autobahn/run.sh --update   # record new verdicts after an improvement
@@ -12,9 +14,9 @@ root=$(cd "$here/../.." && pwd)
 autobahn=$(cd "$root/../shared/autobahn" && pwd)
 cd "$root"
 
-cargo build --release --quiet -p sockeye-core --example blocking_echo
+cargo build --release --quiet -p sockeye-core --example blocking
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-./target/release/examples/blocking_echo "127.0.0.1:$port" >/tmp/sockeye-autobahn-testee.log 2>&1 &
+./target/release/examples/blocking serve "127.0.0.1:$port" >/tmp/sockeye-autobahn-testee.log 2>&1 &
 testee=$!
 trap 'kill "$testee" 2>/dev/null || true' EXIT
 for _ in $(seq 50); do
@@ -22,12 +24,29 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 
-report=$(mktemp -d /tmp/sockeye-autobahn.XXXXXX)
 # 12.* and 13.* test permessage-deflate, which is not implemented yet.
+exclude='12.*,13.*'
+failed=0
+check() { # ROLE STATUS REPORT
+  if [ "$2" -gt 1 ]; then
+    echo "autobahn $1: the suite did not complete (status $2); see $3/wstest.log" >&2
+    failed=1
+  elif ! python3 "$here/compare.py" "$3" "$here/expected/$1.json" $update; then
+    failed=1
+  fi
+}
+update=""
+[ "${1:-}" = "--update" ] && update=--update
+
+report=$(mktemp -d /tmp/sockeye-autobahn-server.XXXXXX)
 status=0
-"$autobahn/test-server.sh" -x '12.*,13.*' -o "$report" -a sockeye "ws://127.0.0.1:$port" || status=$?
-if [ "$status" -gt 1 ]; then
-  echo "autobahn: the suite did not complete (status $status); see $report/wstest.log" >&2
-  exit "$status"
-fi
-python3 "$here/compare.py" "$report" "$here/expected/server.json" "$@"
+"$autobahn/test-server.sh" -x "$exclude" -o "$report" -a sockeye "ws://127.0.0.1:$port" || status=$?
+check server "$status" "$report"
+
+report=$(mktemp -d /tmp/sockeye-autobahn-client.XXXXXX)
+status=0
+"$autobahn/test-client.sh" -x "$exclude" -o "$report" -a sockeye -- \
+  ./target/release/examples/blocking autobahn-client @URL@ @AGENT@ >/dev/null 2>&1 || status=$?
+"$autobahn/summarize.py" "$report" | sed -n '2,6p' || true
+check client "$status" "$report"
+exit "$failed"
