@@ -7,7 +7,7 @@ use crate::close::CloseCode;
 use crate::close::CloseFrame;
 use crate::config::Config;
 use crate::error::ProtocolError;
-use crate::mask::apply_mask;
+use crate::mask::{apply_mask, extend_masked};
 use crate::message::Message;
 use crate::utf8::{Utf8Bytes, Utf8Validator};
 
@@ -273,7 +273,7 @@ pub struct Decoder {
     control: Vec<u8>,
 }
 
-/// Payload is copied, unmasked and validated in blocks that stay in L1.
+/// Text is validated in blocks that were just written, so still in L1.
 const BLOCK: usize = 16 * 1024;
 
 impl Decoder {
@@ -449,10 +449,9 @@ impl Decoder {
         let text = self.message == Some(Opcode::Text);
         let mut offset = frame.done;
         for block in chunk.chunks(BLOCK) {
-            let start = self.buffer.len();
-            self.buffer.extend_from_slice(block);
-            if let Some(key) = frame.mask {
-                apply_mask(&mut self.buffer[start..], key, offset);
+            match frame.mask {
+                Some(key) => extend_masked(&mut self.buffer, block, key, offset),
+                None => self.buffer.extend_from_slice(block),
             }
             offset += block.len();
             if text {

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::frame::{EncodedHeader, Header, Opcode, Role};
-use crate::mask::apply_mask;
+use crate::mask::{apply_mask, extend_masked};
 use crate::message::Message;
 use crate::random::SplitMix64;
 
@@ -280,12 +280,8 @@ fn masked(payload: Bytes, key: [u8; 4]) -> Bytes {
             owned.freeze()
         }
         Err(shared) => {
-            let mut out = BytesMut::with_capacity(shared.len());
-            for block in shared.chunks(16 * 1024) {
-                let start = out.len();
-                out.extend_from_slice(block);
-                apply_mask(&mut out[start..], key, start);
-            }
+            let mut out = BytesMut::new();
+            extend_masked(&mut out, &shared, key, 0);
             out.freeze()
         }
     }
