@@ -257,8 +257,15 @@ impl Connection {
     }
 
     /// Received bytes held for an incomplete request, response, frame or
-    /// message. It never exceeds twice `max_handshake_size` during the
-    /// handshake, nor `max_message_size` plus one control frame after it.
+    /// message, or not decoded yet.
+    ///
+    /// Once [`poll_event`](Self::poll_event) has returned `None` it is at most
+    /// twice `max_handshake_size` during the handshake, and at most
+    /// `max_message_size` plus one control frame header and payload after it.
+    /// Between [`handle_input`](Self::handle_input) and that drain it can
+    /// also hold the part of that input past the first message, which is
+    /// decoded as the events are polled. A driver that feeds input without
+    /// draining events makes both this and the event queue grow.
     pub fn buffered_input(&self) -> usize {
         let handshake = match self.handshake.as_deref() {
             Some(
