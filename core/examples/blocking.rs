@@ -1,37 +1,27 @@
-//! Blocking `std::net` drivers for `sockeye_core::Connection`, one thread per
-//! connection. They show the whole sans-IO contract in one loop: feed bytes
-//! and time in, drain events then transmits, sleep until the next deadline.
+//! An echo server on blocking `std::net` sockets, one thread per connection,
+//! driving `sockeye_core::Connection` by hand. It shows the whole sans-IO
+//! contract in one loop: feed bytes and time in, drain events then
+//! transmits, sleep until the next deadline. (The `sockeye` server does the
+//! same with tokio.)
 //!
 //! ```sh
-//! # An echo server (the default), answering GET /healthz on the same port:
-//! cargo run --release -p sockeye-core --example blocking                  # 127.0.0.1:9001
-//! cargo run --release -p sockeye-core --example blocking -- serve 0.0.0.0:9002
-//! # The Autobahn|Testsuite client testee, against its fuzzing server:
-//! cargo run --release -p sockeye-core --example blocking -- autobahn-client ws://127.0.0.1:9001 sockeye
+//! cargo run --release -p sockeye-core --example blocking                # 127.0.0.1:9001
+//! cargo run --release -p sockeye-core --example blocking -- 0.0.0.0:9002
 //! ```
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Buf;
-use sockeye_core::{
-    Accept, ClientRequest, Closed, Config, Connection, Event, Message, Response, Transmit,
-};
+use sockeye_core::{Accept, Closed, Config, Connection, Event, Message, Response, Transmit};
 
 fn main() -> io::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        [] | ["serve"] => serve("127.0.0.1:9001"),
-        ["serve", addr] => serve(addr),
-        ["autobahn-client", url] => autobahn_client(url, "sockeye"),
-        ["autobahn-client", url, agent] => autobahn_client(url, agent),
-        _ => {
-            eprintln!("usage: blocking [serve [ADDR]] | autobahn-client ws://HOST:PORT [AGENT]");
-            std::process::exit(2);
-        }
-    }
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9001".into());
+    serve(&addr)
 }
 
 fn serve(addr: &str) -> io::Result<()> {
@@ -63,62 +53,7 @@ fn echo(conn: &mut Connection, message: Message) {
     let _ = conn.send(message);
 }
 
-/// Runs Autobahn's client loop: ask for the case count, run every case
-/// echoing what arrives, then ask for the reports to be written.
-fn autobahn_client(url: &str, agent: &str) -> io::Result<()> {
-    let authority = url
-        .strip_prefix("ws://")
-        .unwrap_or(url)
-        .trim_end_matches('/');
-    let mut count = 0usize;
-    run_client(authority, "/getCaseCount", |_, message| {
-        count = message.as_text().and_then(|t| t.parse().ok()).unwrap_or(0);
-    })?;
-    for case in 1..=count {
-        let closed = run_client(
-            authority,
-            &format!("/runCase?case={case}&agent={agent}"),
-            echo,
-        )?;
-        eprintln!(
-            "case {case}/{count}: closed with {} (clean: {})",
-            closed.code, closed.clean
-        );
-    }
-    run_client(
-        authority,
-        &format!("/updateReports?agent={agent}"),
-        |_, _| {},
-    )?;
-    Ok(())
-}
-
-fn run_client(
-    authority: &str,
-    resource: &str,
-    on_message: impl FnMut(&mut Connection, Message),
-) -> io::Result<Closed> {
-    let (host, port) = authority.rsplit_once(':').unwrap_or((authority, "80"));
-    let port: u16 = port
-        .parse()
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "bad port"))?;
-    let stream = TcpStream::connect((host, port))?;
-    // Masking keys need unpredictable seeds; a real driver takes them from the OS.
-    let seed = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let config = Config {
-        max_message_size: 64 << 20,
-        ..Config::default()
-    };
-    let request = ClientRequest::new(host, port, resource);
-    let conn = Connection::client(request, config, seed, Instant::now())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    drive(stream, conn, on_message)
-}
-
-/// The driver loop, the same for both roles: it returns how the connection
-/// ended.
+/// The driver loop: it returns how the connection ended.
 fn drive(
     mut stream: TcpStream,
     mut conn: Connection,

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the Autobahn|Testsuite in both roles and compares every case's verdict
 # with expected/{server,client}.json:
-#   server: the suite's fuzzing client against our echo server;
-#   client: our client testee against the suite's fuzzing server.
+#   server: the suite's fuzzing client against `sockeye serve` (echo mode);
+#   client: io-tokio/examples/autobahn_client against the suite's fuzzing server.
 #
 #   tests/autobahn/run.sh            # check
 #   tests/autobahn/run.sh --update   # record new verdicts after an improvement
@@ -14,9 +14,9 @@ root=$(cd "$here/../.." && pwd)
 autobahn=$(cd "$root/../shared/autobahn" && pwd)
 cd "$root"
 
-cargo build --release --quiet -p sockeye-core --example blocking
+cargo build --release --quiet -p sockeye-tokio --bin sockeye --example autobahn_client
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-./target/release/examples/blocking serve "127.0.0.1:$port" >/tmp/sockeye-autobahn-testee.log 2>&1 &
+./target/release/sockeye serve --bind "127.0.0.1:$port" --log-level warn >/tmp/sockeye-autobahn-testee.log 2>&1 &
 testee=$!
 trap 'kill "$testee" 2>/dev/null || true' EXIT
 for _ in $(seq 50); do
@@ -46,7 +46,7 @@ check server "$status" "$report"
 report=$(mktemp -d /tmp/sockeye-autobahn-client.XXXXXX)
 status=0
 "$autobahn/test-client.sh" -x "$exclude" -o "$report" -a sockeye -- \
-  ./target/release/examples/blocking autobahn-client @URL@ @AGENT@ >/dev/null 2>&1 || status=$?
+  ./target/release/examples/autobahn_client @URL@ @AGENT@ >/dev/null 2>&1 || status=$?
 "$autobahn/summarize.py" "$report" | sed -n '2,6p' || true
 check client "$status" "$report"
 exit "$failed"

@@ -1,0 +1,389 @@
+//! The one place where bytes move between a transport and a
+//! [`Connection`]: every socket type and half delegates here.
+//!
+//! Everything is poll-based and keeps no state across an `.await`, so every
+//! future built on it is cancel-safe: bytes read are handed to the core at
+//! once, and an event leaves the core only in the same `poll` that returns
+//! it.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Buf;
+use sockeye_core::{CloseCode, Closed, Config, Connection, Event, Message, Transmit, UsageError};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+use crate::Error;
+
+/// Settings for a socket: the protocol's, and the driver's own.
+///
+/// ```
+/// use sockeye_tokio::Options;
+/// let options = Options {
+///     write_buffer_high_water: 1 << 20,
+///     ..Options::default()
+/// };
+/// assert!(options.config.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Limits, timeouts and heartbeat: see [`sockeye_core::Config`].
+    pub config: Config,
+    /// `send` and `feed` wait while more than this many bytes are queued for
+    /// the transport. Default 256 KiB.
+    pub write_buffer_high_water: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            config: Config::default(),
+            write_buffer_high_water: 256 * 1024,
+        }
+    }
+}
+
+/// Bytes read per call, into a buffer on the stack: the core copies what it
+/// keeps, so an idle connection holds no read buffer at all.
+const READ_CHUNK: usize = 64 * 1024;
+/// Most `IoSlice`s per vectored write: a header and a payload per frame.
+const MAX_SLICES: usize = 64;
+/// Messages the write side of a split socket reads ahead for the read side,
+/// while it keeps pings answered on its own.
+const READ_AHEAD: usize = 64;
+
+pub(crate) struct Driver<S> {
+    io: S,
+    conn: Connection,
+    /// Transmits taken from the core and not yet fully written.
+    out: VecDeque<Transmit>,
+    out_bytes: usize,
+    high_water: usize,
+    /// The core's next deadline; allocated on first use.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// Messages read by the write side of a split socket, for the read side.
+    inbox: VecDeque<Message>,
+    closed: Option<Box<Closed>>,
+    /// Whether the error in `closed` (or an I/O error) was returned already.
+    error_reported: bool,
+    shut_down: bool,
+    close_requested: bool,
+}
+
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
+    pub(crate) fn new(io: S, conn: Connection, options: &Options) -> Self {
+        Self {
+            io,
+            conn,
+            out: VecDeque::new(),
+            out_bytes: 0,
+            high_water: options.write_buffer_high_water,
+            timer: None,
+            inbox: VecDeque::new(),
+            closed: None,
+            error_reported: false,
+            shut_down: false,
+            close_requested: false,
+        }
+    }
+
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    pub(crate) fn io(&self) -> &S {
+        &self.io
+    }
+
+    pub(crate) fn closed(&self) -> Option<&Closed> {
+        self.closed.as_deref()
+    }
+
+    /// Bytes waiting to be written, in the core and here.
+    pub(crate) fn buffered(&self) -> usize {
+        self.out_bytes + self.conn.buffered_amount()
+    }
+
+    // ---- reading ------------------------------------------------------
+
+    /// The next message, driving the connection until one arrives. `None`
+    /// after a clean close; an error once, then `None`, after a failure.
+    pub(crate) fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Message, Error>>> {
+        loop {
+            if let Some(message) = self.inbox.pop_front().or_else(|| self.next_message()) {
+                return Poll::Ready(Some(Ok(message)));
+            }
+            if self.closed.is_some() {
+                return self.poll_finish(cx).map(|error| error.map(Err));
+            }
+            // Write what reacting to earlier input queued before waiting for
+            // more: many replies go out in one write under load, and none
+            // waits when there is nothing else to do.
+            if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
+                return Poll::Ready(Some(Err(self.io_failed(e))));
+            }
+            if self.poll_timer(cx) {
+                continue;
+            }
+            match self.poll_read_in(cx) {
+                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(self.io_failed(e)))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Drives the handshake until the core has something for the caller: a
+    /// request (server) or the opened connection (client). A refused or
+    /// failed handshake is written out, shut down and returned as an error.
+    pub(crate) fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, Error>> {
+        loop {
+            while let Some(event) = self.conn.poll_event() {
+                match event {
+                    Event::Closed(closed) => self.closed = Some(closed),
+                    other => return Poll::Ready(Ok(other)),
+                }
+            }
+            if self.closed.is_some() {
+                let error = ready!(self.poll_finish(cx));
+                return Poll::Ready(Err(error.unwrap_or(Error::Closed)));
+            }
+            if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
+                return Poll::Ready(Err(self.io_failed(e)));
+            }
+            if self.poll_timer(cx) {
+                continue;
+            }
+            match self.poll_read_in(cx) {
+                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(self.io_failed(e))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Takes events from the core up to the next message.
+    fn next_message(&mut self) -> Option<Message> {
+        while let Some(event) = self.conn.poll_event() {
+            match event {
+                Event::Message(message) => return Some(message),
+                Event::Closed(closed) => {
+                    tracing::debug!(code = %closed.code, clean = closed.clean, error = ?closed.error, "closed");
+                    self.closed = Some(closed);
+                }
+                Event::Ping(payload) => tracing::trace!(len = payload.len(), "ping"),
+                Event::CloseReceived(frame) => {
+                    tracing::debug!(code = %frame.code, reason = %frame.reason, "close received")
+                }
+                Event::Open(_) | Event::Pong(_) | Event::Request(_) | Event::HttpRequest(_) => {}
+            }
+        }
+        None
+    }
+
+    fn poll_read_in(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut storage = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut buf = ReadBuf::uninit(&mut storage);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+        match buf.filled() {
+            [] => self.conn.handle_eof(now()),
+            data => self.conn.handle_input(now(), data),
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Re-arms the one timer at the core's deadline; handles it when due.
+    /// Returns whether a timeout was handled.
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = self.conn.poll_timeout() else {
+            return false;
+        };
+        let deadline = Instant::from_std(deadline);
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            self.conn.handle_timeout(now());
+            return true;
+        }
+        false
+    }
+
+    /// For the write side of a split socket: reads what has arrived, so that
+    /// pings are answered and a close is noticed even if nobody reads.
+    /// Messages are kept for the read side, up to [`READ_AHEAD`].
+    pub(crate) fn poll_read_ahead(&mut self, cx: &mut Context<'_>) {
+        while self.closed.is_none() && self.inbox.len() < READ_AHEAD {
+            if let Some(message) = self.next_message() {
+                self.inbox.push_back(message);
+                continue;
+            }
+            if self.closed.is_some() || self.poll_timer(cx) {
+                continue;
+            }
+            match self.poll_read_in(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) | Poll::Pending => break,
+            }
+        }
+        let _ = self.poll_write_out(cx);
+    }
+
+    // ---- writing ------------------------------------------------------
+
+    /// Takes what the core has to send and writes as much as the transport
+    /// accepts, with vectored writes: frame headers and payloads are never
+    /// copied together.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            while let Some(transmit) = self.conn.poll_transmit() {
+                self.out_bytes += transmit.remaining();
+                self.out.push_back(transmit);
+            }
+            if self.out.is_empty() {
+                return Pin::new(&mut self.io).poll_flush(cx);
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let mut used = 0;
+            for transmit in &self.out {
+                if used + 2 > MAX_SLICES {
+                    break;
+                }
+                used += transmit.chunks_vectored(&mut slices[used..]);
+            }
+            let written = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..used]))?;
+            if written == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.out_bytes -= written;
+            let mut left = written;
+            while left > 0 {
+                let front = self
+                    .out
+                    .front_mut()
+                    .expect("written bytes came from a transmit");
+                let n = left.min(front.remaining());
+                front.advance(n);
+                left -= n;
+                if !front.has_remaining() {
+                    self.out.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Waits until the queued bytes are under the high-water mark.
+    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.closed.is_some() {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        while self.buffered() > self.high_water {
+            if let Err(e) = ready!(self.poll_write_out(cx)) {
+                return Poll::Ready(Err(self.io_failed(e)));
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Queues a message without writing it.
+    pub(crate) fn start_send(&mut self, message: Message) -> Result<(), Error> {
+        if self.closed.is_some() {
+            return Err(Error::Closed);
+        }
+        self.conn.send(message).map_err(|e| match e {
+            UsageError::Closing => Error::Closed,
+            other => other.into(),
+        })
+    }
+
+    /// Writes everything queued.
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        match ready!(self.poll_write_out(cx)) {
+            Ok(()) => Poll::Ready(Ok(())),
+            Err(e) => Poll::Ready(Err(self.io_failed(e))),
+        }
+    }
+
+    // ---- closing ------------------------------------------------------
+
+    /// Starts the close handshake (once) and drives the connection until it
+    /// ends, dropping messages that arrive meanwhile.
+    pub(crate) fn poll_close(
+        &mut self,
+        cx: &mut Context<'_>,
+        code: CloseCode,
+        reason: &str,
+    ) -> Poll<Result<Closed, Error>> {
+        if !self.close_requested && self.closed.is_none() {
+            self.close_requested = true;
+            match self.conn.close(code, reason) {
+                Ok(()) | Err(UsageError::Closing) => {}
+                Err(e) => return Poll::Ready(Err(e.into())),
+            }
+        }
+        loop {
+            match ready!(self.poll_recv(cx)) {
+                Some(Ok(_dropped)) => {}
+                Some(Err(e)) => return Poll::Ready(Err(e)),
+                None => {
+                    let closed = self.closed.as_deref().cloned();
+                    return Poll::Ready(closed.ok_or(Error::Closed));
+                }
+            }
+        }
+    }
+
+    /// After [`Event::Closed`]: writes what is left, shuts the transport down,
+    /// and returns the connection's error, once.
+    fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<Option<Error>> {
+        if !self.shut_down {
+            if let Err(e) = ready!(self.poll_write_out(cx)) {
+                self.shut_down = true;
+                return Poll::Ready(Some(self.io_failed(e)));
+            }
+            // Errors here mean the peer is already gone, which is the goal.
+            let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+            self.shut_down = true;
+        }
+        if self.error_reported {
+            return Poll::Ready(None);
+        }
+        self.error_reported = true;
+        let error = self.closed.as_ref().and_then(|closed| closed.error.clone());
+        Poll::Ready(error.map(Error::Connection))
+    }
+
+    /// An I/O failure ends the connection: it is reported once.
+    fn io_failed(&mut self, error: io::Error) -> Error {
+        tracing::debug!(%error, "transport failed");
+        self.error_reported = true;
+        self.shut_down = true;
+        self.closed.get_or_insert_with(|| {
+            Box::new(Closed {
+                code: CloseCode::ABNORMAL,
+                reason: String::new(),
+                clean: false,
+                error: None,
+            })
+        });
+        Error::Io(error)
+    }
+}

@@ -1,0 +1,300 @@
+//! `sockeye`: the WebSocket server.
+//!
+//! ```sh
+//! sockeye serve                       # ws://127.0.0.1:9001, echo mode
+//! sockeye serve --bind 0.0.0.0:8080 --max-connections 50000 --log-format json
+//! sockeye serve --help                # every flag, with its environment variable
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use sockeye_tokio::{Accept, CloseCode, Config, Error, Incoming, Options, Response};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+#[derive(Parser, Debug)]
+#[command(name = "sockeye", version, about = "The Sockeye WebSocket server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve WebSocket connections (and GET /healthz) on one port.
+    Serve(Serve),
+}
+
+#[derive(Parser, Debug)]
+struct Serve {
+    /// Address to listen on.
+    #[arg(long, env = "SOCKEYE_BIND", default_value = "127.0.0.1:9001")]
+    bind: SocketAddr,
+    /// What to do with messages: `echo` sends every message back (the
+    /// Autobahn testee behaviour).
+    #[arg(long, env = "SOCKEYE_MODE", value_enum, default_value_t = Mode::Echo)]
+    mode: Mode,
+    /// Largest frame a client may send, in bytes.
+    #[arg(long, env = "SOCKEYE_MAX_FRAME_SIZE", default_value_t = Config::default().max_frame_size)]
+    max_frame_size: usize,
+    /// Largest message a client may send, in bytes.
+    #[arg(long, env = "SOCKEYE_MAX_MESSAGE_SIZE", default_value_t = Config::default().max_message_size)]
+    max_message_size: usize,
+    /// Most connections at once; more are refused with 503.
+    #[arg(long, env = "SOCKEYE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
+    /// Seconds of silence before the server pings a client (0: never).
+    #[arg(long, env = "SOCKEYE_PING_INTERVAL", default_value_t = 30.0)]
+    ping_interval: f64,
+    /// Unanswered pings after which a client is considered dead.
+    #[arg(long, env = "SOCKEYE_MAX_MISSED_PONGS", default_value_t = 3)]
+    max_missed_pongs: u32,
+    /// Seconds allowed for connections to close on shutdown.
+    #[arg(long, env = "SOCKEYE_DRAIN_TIMEOUT", default_value_t = 10.0)]
+    drain_timeout: f64,
+    /// Runtime worker threads (default: one per CPU).
+    #[arg(long, env = "SOCKEYE_WORKERS")]
+    workers: Option<usize>,
+    /// Log filter: a level (error, warn, info, debug, trace) or a tracing
+    /// directive such as `sockeye=debug`.
+    #[arg(long, env = "SOCKEYE_LOG", default_value = "info")]
+    log_level: String,
+    /// Log line format.
+    #[arg(long, env = "SOCKEYE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Send every text and binary message back unchanged.
+    Echo,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> std::process::ExitCode {
+    let Command::Serve(serve) = Cli::parse().command;
+    if let Err(message) = init_logging(&serve) {
+        eprintln!("sockeye: {message}");
+        return std::process::ExitCode::from(2);
+    }
+    let options = match serve.options() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("sockeye: {message}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = serve.workers {
+        if workers == 0 {
+            eprintln!("sockeye: --workers must be at least 1");
+            return std::process::ExitCode::from(2);
+        }
+        runtime.worker_threads(workers);
+    }
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    match runtime.block_on(run(serve, options)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "server failed");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(serve: &Serve) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&serve.log_level)
+        .map_err(|e| format!("invalid --log-level {:?}: {e}", serve.log_level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match serve.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+impl Serve {
+    fn options(&self) -> Result<Options, String> {
+        let seconds = |name: &str, value: f64| {
+            Duration::try_from_secs_f64(value)
+                .map_err(|_| format!("--{name} must be a number of seconds ≥ 0, not {value}"))
+        };
+        let ping = seconds("ping-interval", self.ping_interval)?;
+        seconds("drain-timeout", self.drain_timeout)?;
+        if self.max_connections == 0 {
+            return Err("--max-connections must be at least 1".into());
+        }
+        let config = Config {
+            max_frame_size: self.max_frame_size,
+            max_message_size: self.max_message_size,
+            ping_interval: (!ping.is_zero()).then_some(ping),
+            max_missed_pongs: self.max_missed_pongs,
+            ..Config::default()
+        };
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(Options {
+            config,
+            ..Options::default()
+        })
+    }
+}
+
+async fn run(serve: Serve, options: Options) -> std::io::Result<()> {
+    let listener = TcpListener::bind(serve.bind).await?;
+    tracing::info!(addr = %listener.local_addr()?, mode = ?serve.mode, "listening");
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let slots = Arc::new(Semaphore::new(serve.max_connections));
+    let options = Arc::new(options);
+    let mut connections = JoinSet::new();
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            _ = &mut signal => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let slot = slots.clone().try_acquire_owned().ok();
+                let options = options.clone();
+                let shutdown = shutdown.clone();
+                connections.spawn(async move {
+                    serve_connection(stream, peer, &options, slot.is_some(), shutdown).await;
+                    drop(slot);
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    tracing::info!(
+        connections = connections.len(),
+        "shutting down: closing connections with 1001"
+    );
+    let _ = shutdown_tx.send(true);
+    let drain = Duration::from_secs_f64(serve.drain_timeout);
+    if tokio::time::timeout(drain, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!(
+            left = connections.len(),
+            "drain timeout: dropping the remaining connections"
+        );
+        connections.abort_all();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM can be handled");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    options: &Options,
+    has_slot: bool,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let started = Instant::now();
+    let _ = stream.set_nodelay(true);
+    let incoming = match Incoming::read(stream, options.clone()).await {
+        Ok(incoming) => incoming,
+        Err(error) => {
+            tracing::info!(%peer, %error, "handshake refused");
+            return;
+        }
+    };
+    if !incoming.is_upgrade() {
+        let response = match incoming.request().path.as_str() {
+            "/healthz" => Response::new(200, "ok\n"),
+            _ => Response::new(426, "this endpoint speaks WebSocket\n")
+                .with_header("Upgrade", "websocket")
+                .with_header("Sec-WebSocket-Version", "13"),
+        };
+        let status = response.status;
+        let path = incoming.request().path.clone();
+        let _ = incoming.respond(response).await;
+        tracing::debug!(%peer, %path, status, "http");
+        return;
+    }
+    if !has_slot {
+        tracing::warn!(%peer, "refused: connection limit reached");
+        let _ = incoming
+            .respond(Response::new(503, "too many connections\n"))
+            .await;
+        return;
+    }
+    let path = incoming.request().path.clone();
+    let mut socket = match incoming.accept(Accept::default()).await {
+        Ok(socket) => socket,
+        Err(error) => {
+            tracing::info!(%peer, %error, "accept failed");
+            return;
+        }
+    };
+    tracing::info!(%peer, %path, "open");
+    let error: Option<Error> = loop {
+        tokio::select! {
+            message = socket.recv() => match message {
+                Some(Ok(message)) => {
+                    if let Err(error) = socket.feed(message).await {
+                        break Some(error);
+                    }
+                }
+                Some(Err(error)) => break Some(error),
+                None => break None,
+            },
+            _ = shutdown.changed() => {
+                break socket.close(CloseCode::GOING_AWAY, "server shutting down").await.err();
+            }
+        }
+    };
+    let duration_ms = started.elapsed().as_millis() as u64;
+    match (socket.closed(), error) {
+        (Some(closed), None) => {
+            tracing::info!(%peer, code = %closed.code, clean = closed.clean, duration_ms, "close")
+        }
+        (closed, Some(error)) => {
+            tracing::info!(%peer, code = closed.map(|c| c.code.as_u16()), %error, duration_ms, "close")
+        }
+        (None, None) => tracing::info!(%peer, duration_ms, "close"),
+    }
+}

@@ -1,0 +1,123 @@
+//! The server side: read a request, let the application answer it.
+
+use std::future::poll_fn;
+
+use sockeye_core::{Accept, Connection, Event, Request, Response, Upgraded};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::driver::{Driver, Options};
+use crate::{Error, WebSocket};
+
+/// A request read from a client, waiting for the application's answer.
+///
+/// The application can take its time (look up a session, check the origin)
+/// and then [`accept`](Self::accept) or [`respond`](Self::respond). A plain
+/// HTTP request (not an upgrade) comes out here too, so a server can answer
+/// `/healthz` on the same port.
+///
+/// ```no_run
+/// use sockeye_tokio::{Accept, Incoming, Options, Response};
+/// # async fn handle(stream: tokio::net::TcpStream) -> Result<(), sockeye_tokio::Error> {
+/// let incoming = Incoming::read(stream, Options::default()).await?;
+/// if !incoming.is_upgrade() {
+///     return incoming.respond(Response::new(200, "ok")).await;
+/// }
+/// if incoming.request().origin() != Some("https://app.example.com") {
+///     return incoming.respond(Response::new(403, "origin not allowed")).await;
+/// }
+/// let socket = incoming.accept(Accept::default()).await?;
+/// # let _ = socket; Ok(()) }
+/// ```
+pub struct Incoming<S> {
+    driver: Driver<S>,
+    request: Box<Request>,
+    upgrade: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Incoming<S> {
+    /// Reads and validates a request. An invalid upgrade request is answered
+    /// by the core with the right status (400, 426, 431, or 408 when the
+    /// handshake timeout passes) and comes back as
+    /// [`Error::Connection`] carrying a [`RequestError`](sockeye_core::RequestError).
+    pub async fn read(io: S, options: Options) -> Result<Self, Error> {
+        let conn = Connection::server(
+            options.config.clone(),
+            tokio::time::Instant::now().into_std(),
+        )
+        .map_err(sockeye_core::UsageError::from)?;
+        let mut driver = Driver::new(io, conn, &options);
+        let (request, upgrade) = match poll_fn(|cx| driver.poll_handshake(cx)).await? {
+            Event::Request(request) => (request, true),
+            Event::HttpRequest(request) => (request, false),
+            other => unreachable!("a server's first event is a request, not {other:?}"),
+        };
+        Ok(Self {
+            driver,
+            request,
+            upgrade,
+        })
+    }
+
+    /// The request.
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// Whether it is a WebSocket upgrade (rather than plain HTTP).
+    pub fn is_upgrade(&self) -> bool {
+        self.upgrade
+    }
+
+    /// Accepts the upgrade: writes the 101 response and returns the socket.
+    pub async fn accept(mut self, accept: Accept) -> Result<WebSocket<S>, Error> {
+        let upgraded = Upgraded {
+            protocol: accept.protocol.clone(),
+            headers: accept.headers.clone(),
+        };
+        self.driver.conn_mut().accept(accept)?;
+        let mut socket = WebSocket::from_driver(self.driver, upgraded);
+        socket.flush().await?;
+        Ok(socket)
+    }
+
+    /// Answers with a plain HTTP response (a refusal, or the answer to a
+    /// plain request), writes it and closes the transport.
+    pub async fn respond(mut self, response: Response) -> Result<(), Error> {
+        self.driver.conn_mut().respond(response)?;
+        while let Some(result) = poll_fn(|cx| self.driver.poll_recv(cx)).await {
+            result?;
+        }
+        Ok(())
+    }
+}
+
+/// Accepts a WebSocket connection on `io` with default options, for any path
+/// and origin. A plain HTTP request gets `426 Upgrade Required` and comes back
+/// as [`Error::Responded`].
+///
+/// ```no_run
+/// # async fn run() -> Result<(), sockeye_tokio::Error> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+/// loop {
+///     let (stream, _) = listener.accept().await?;
+///     tokio::spawn(async move {
+///         let mut socket = sockeye_tokio::accept(stream).await?;
+///         while let Some(message) = socket.recv().await {
+///             socket.send(message?).await?;
+///         }
+///         Ok::<_, sockeye_tokio::Error>(())
+///     });
+/// }
+/// # }
+/// ```
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(io: S) -> Result<WebSocket<S>, Error> {
+    let incoming = Incoming::read(io, Options::default()).await?;
+    if !incoming.is_upgrade() {
+        let response = Response::new(426, "this endpoint speaks WebSocket only")
+            .with_header("Upgrade", "websocket")
+            .with_header("Sec-WebSocket-Version", "13");
+        incoming.respond(response).await?;
+        return Err(Error::Responded { status: 426 });
+    }
+    incoming.accept(Accept::default()).await
+}
