@@ -191,8 +191,8 @@ fn open_client(now: Instant) -> Connection {
 
 /// What a driver does with a message: queue it, take the transmit, hand the
 /// parts to a vectored write (here, nowhere), and consume them.
-fn send_and_drain(conn: &mut Connection, message: Message) -> usize {
-    conn.send(message).expect("open connection");
+fn send_and_drain(conn: &mut Connection, now: Instant, message: Message) -> usize {
+    conn.send(now, message).expect("open connection");
     let mut transmit = conn.poll_transmit().expect("a frame");
     let mut slices = [IoSlice::new(&[]); 2];
     let parts = transmit.chunks_vectored(&mut slices);
@@ -284,14 +284,14 @@ fn bench_encode(c: &mut Criterion) {
         // Unmasked: a header and a reference-count bump, whatever the size.
         let mut server = open_server(now);
         group.bench_function(BenchmarkId::new("server", label(size)), |b| {
-            b.iter(|| send_and_drain(&mut server, message.clone()))
+            b.iter(|| send_and_drain(&mut server, now, message.clone()))
         });
 
         // Masked, and the application still holds the message (a broadcast,
         // a retry): the payload must be copied before it is masked.
         let mut client = open_client(now);
         group.bench_function(BenchmarkId::new("client_shared", label(size)), |b| {
-            b.iter(|| send_and_drain(&mut client, message.clone()))
+            b.iter(|| send_and_drain(&mut client, now, message.clone()))
         });
 
         // Masked, message handed over: masked in place, no copy. The untimed
@@ -300,7 +300,7 @@ fn bench_encode(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("client_owned", label(size)), |b| {
             b.iter_batched(
                 || Message::binary(Bytes::from(payload.clone())),
-                |message| send_and_drain(&mut client, message),
+                |message| send_and_drain(&mut client, now, message),
                 BatchSize::LargeInput,
             )
         });

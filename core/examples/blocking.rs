@@ -50,7 +50,7 @@ fn serve(addr: &str) -> io::Result<()> {
 
 fn echo(conn: &mut Connection, message: Message) {
     // The peer may have closed meanwhile; then there is no one to echo to.
-    let _ = conn.send(message);
+    let _ = conn.send(Instant::now(), message);
 }
 
 /// The driver loop: it returns how the connection ended.

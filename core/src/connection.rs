@@ -115,11 +115,11 @@ enum Handshake {
 /// pump(&mut server, &mut client, now);
 /// assert!(matches!(client.poll_event(), Some(Event::Open(_))));
 ///
-/// client.send(Message::text("hello")).unwrap();
+/// client.send(now, Message::text("hello")).unwrap();
 /// pump(&mut client, &mut server, now);
 /// assert_eq!(server.poll_event(), Some(Event::Message(Message::text("hello"))));
 ///
-/// server.close(CloseCode::NORMAL, "bye").unwrap();
+/// server.close(now, CloseCode::NORMAL, "bye").unwrap();
 /// pump(&mut server, &mut client, now);
 /// pump(&mut client, &mut server, now);
 /// assert!(matches!(server.poll_event(), Some(Event::CloseReceived(_))));
@@ -428,9 +428,13 @@ impl Connection {
     /// Queues a message. Large messages are split into frames of
     /// [`Config::fragment_size`]; pings, pongs and a close can go out between
     /// the fragments.
-    pub fn send(&mut self, message: Message) -> Result<(), UsageError> {
+    ///
+    /// `now` restarts the [idle timer](Config::idle_timeout): a connection
+    /// that only sends is not idle.
+    pub fn send(&mut self, now: Instant, message: Message) -> Result<(), UsageError> {
         self.check_can_send()?;
-        self.last_data = self.now;
+        self.now = now;
+        self.last_data = now;
         self.outbox.push_message(message);
         Ok(())
     }
@@ -450,7 +454,10 @@ impl Connection {
     ///
     /// When the peer closes first, the reply goes out at once, and messages
     /// still queued are dropped: the peer has said it is done.
-    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), UsageError> {
+    ///
+    /// The [close timeout](Config::close_timeout) runs from `now`, not from
+    /// the last input, which may be long past on a quiet connection.
+    pub fn close(&mut self, now: Instant, code: CloseCode, reason: &str) -> Result<(), UsageError> {
         if !code.is_valid_on_wire() {
             return Err(UsageError::InvalidCloseCode(code.as_u16()));
         }
@@ -458,6 +465,7 @@ impl Connection {
             return Err(UsageError::CloseReasonTooLong(reason.len()));
         }
         self.check_can_send()?;
+        self.now = now;
         self.start_close(code, reason);
         Ok(())
     }

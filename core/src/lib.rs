@@ -32,7 +32,7 @@
 //!     match event {
 //!         Event::Request(request) if request.path == "/chat" => conn.accept(Accept::default())?,
 //!         Event::Request(_) => conn.respond(Response::new(404, "no such endpoint"))?,
-//!         Event::Open(_) => conn.send(Message::text("welcome"))?,
+//!         Event::Open(_) => conn.send(now, Message::text("welcome"))?,
 //!         _ => {}
 //!     }
 //! }

@@ -28,7 +28,7 @@ use crate::random::SplitMix64;
 /// # let _ = server.poll_event();
 /// # server.accept(Accept::default()).unwrap();
 /// # let _ = server.poll_transmit(); // the 101 response
-/// server.send(Message::text("hi")).unwrap();
+/// server.send(now, Message::text("hi")).unwrap();
 /// let mut out = server.poll_transmit().unwrap();
 /// assert_eq!(out.header(), &[0x81, 0x02]);
 /// assert_eq!(out.payload().as_ref(), b"hi");

@@ -146,7 +146,7 @@ fn steady_small_messages_do_not_allocate_per_frame() {
         while let Some(event) = server.poll_event() {
             assert!(matches!(event, Event::Message(_)));
         }
-        server.send(echo.clone()).unwrap();
+        server.send(now, echo.clone()).unwrap();
         while let Some(mut t) = server.poll_transmit() {
             t.advance(t.remaining());
         }

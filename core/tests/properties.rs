@@ -733,7 +733,7 @@ impl Pair {
 
     fn send(&mut self, side: Side, message: Message) {
         let peer = self.peer(side);
-        peer.conn.send(message.clone()).unwrap();
+        peer.conn.send(base(), message.clone()).unwrap();
         peer.model.data.push_back(message.clone());
         peer.sent.push(message);
     }
@@ -860,7 +860,10 @@ impl Pair {
 
         let closer = case.closer;
         let code = CloseCode::new(case.code);
-        self.peer(closer).conn.close(code, &case.reason).unwrap();
+        self.peer(closer)
+            .conn
+            .close(base(), code, &case.reason)
+            .unwrap();
         let model = &mut self.peer(closer).model;
         model.close = Some(CloseFrame {
             code,
@@ -930,7 +933,7 @@ impl Pair {
             assert_eq!(peer.conn.poll_timeout(), None);
             assert!(peer.conn.poll_transmit().is_none());
             assert_eq!(
-                peer.conn.send(Message::text("late")),
+                peer.conn.send(base(), Message::text("late")),
                 Err(UsageError::Closing)
             );
             assert_eq!(peer.conn.ping(Bytes::new()), Err(UsageError::Closing));
@@ -1126,7 +1129,7 @@ fn produce(producer: Side, script: &Script) -> (Vec<u8>, Vec<Event>) {
         match item {
             Item::Send(payload) => {
                 let message = payload.message();
-                conn.send(message.clone()).unwrap();
+                conn.send(base(), message.clone()).unwrap();
                 expected.push(Event::Message(message));
             }
             Item::Ping(payload) => {
@@ -1181,7 +1184,7 @@ fn produce(producer: Side, script: &Script) -> (Vec<u8>, Vec<Event>) {
     match &script.close {
         Some((code, reason)) => {
             let code = CloseCode::new(*code);
-            conn.close(code, reason).unwrap();
+            conn.close(base(), code, reason).unwrap();
             stream.extend(concat(drain_transmits(&mut conn)));
             expected.push(Event::CloseReceived(CloseFrame {
                 code,
@@ -1736,7 +1739,7 @@ impl Fuzzer {
                 self.check();
             }
             FuzzOp::Send(len) => {
-                let result = self.conn.send(Message::binary(vec![7u8; *len]));
+                let result = self.conn.send(self.now, Message::binary(vec![7u8; *len]));
                 self.check_usage(result);
             }
             FuzzOp::Ping => {
@@ -1744,7 +1747,7 @@ impl Fuzzer {
                 self.check_usage(result);
             }
             FuzzOp::Close => {
-                let result = self.conn.close(CloseCode::NORMAL, "bye");
+                let result = self.conn.close(self.now, CloseCode::NORMAL, "bye");
                 self.check_usage(result);
             }
         }

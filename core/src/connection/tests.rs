@@ -79,12 +79,15 @@ use crate::frame;
 #[test]
 fn server_initiated_close_completes_cleanly() {
     let (mut server, t0) = open_server(Config::default());
-    server.close(CloseCode::NORMAL, "bye").unwrap();
+    server.close(t0, CloseCode::NORMAL, "bye").unwrap();
     assert_eq!(server.state(), State::Closing);
     assert_eq!(drain(&mut server).1, b"\x88\x05\x03\xe8bye");
-    assert_eq!(server.send(Message::text("late")), Err(UsageError::Closing));
     assert_eq!(
-        server.close(CloseCode::NORMAL, ""),
+        server.send(t0, Message::text("late")),
+        Err(UsageError::Closing)
+    );
+    assert_eq!(
+        server.close(t0, CloseCode::NORMAL, ""),
         Err(UsageError::Closing)
     );
 
@@ -145,10 +148,10 @@ fn close_inside_a_fragmented_message_gets_a_normal_close() {
 
 #[test]
 fn app_close_goes_out_after_the_messages_queued_before_it() {
-    let (mut server, _) = open_server(Config::default());
-    server.send(Message::text("a")).unwrap();
-    server.send(Message::binary(vec![1])).unwrap();
-    server.close(CloseCode::GOING_AWAY, "").unwrap();
+    let (mut server, t0) = open_server(Config::default());
+    server.send(t0, Message::text("a")).unwrap();
+    server.send(t0, Message::binary(vec![1])).unwrap();
+    server.close(t0, CloseCode::GOING_AWAY, "").unwrap();
     assert_eq!(
         drain(&mut server).1,
         b"\x81\x01a\x82\x01\x01\x88\x02\x03\xe9"
@@ -158,7 +161,7 @@ fn app_close_goes_out_after_the_messages_queued_before_it() {
 #[test]
 fn no_pong_after_our_close() {
     let (mut server, t0) = open_server(Config::default());
-    server.close(CloseCode::NORMAL, "").unwrap();
+    server.close(t0, CloseCode::NORMAL, "").unwrap();
     drain(&mut server);
     server.handle_input(t0, &client_frame(0x89, b"p"));
     let (events, out) = drain(&mut server);
@@ -169,7 +172,7 @@ fn no_pong_after_our_close() {
 #[test]
 fn protocol_error_sends_its_close_code_and_ignores_what_follows() {
     let (mut server, t0) = open_server(Config::default());
-    server.send(Message::text("queued")).unwrap();
+    server.send(t0, Message::text("queued")).unwrap();
     // Unmasked frame from a client.
     server.handle_input(t0, b"\x81\x01a");
     let (events, out) = drain(&mut server);
@@ -293,7 +296,7 @@ fn messages_are_decoded_one_at_a_time_so_replies_keep_their_order() {
     let Some(Event::Message(message)) = server.poll_event() else {
         panic!()
     };
-    server.send(message).unwrap();
+    server.send(t0, message).unwrap();
     let Some(Event::Closed(closed)) = server.poll_event() else {
         panic!()
     };
@@ -326,7 +329,7 @@ fn pong_and_close_slip_between_fragments_of_a_long_message() {
     };
     let (mut server, t0) = open_server(config);
     server
-        .send(Message::binary(b"0123456789AB".to_vec()))
+        .send(t0, Message::binary(b"0123456789AB".to_vec()))
         .unwrap();
     let first = server.poll_transmit().unwrap();
     assert_eq!(
@@ -377,13 +380,40 @@ fn idle_timeout_closes_with_1001() {
 #[test]
 fn unanswered_close_times_out() {
     let (mut server, t0) = open_server(Config::default());
-    server.close(CloseCode::NORMAL, "").unwrap();
+    server.close(t0, CloseCode::NORMAL, "").unwrap();
     drain(&mut server);
     assert_eq!(server.poll_timeout(), Some(t0 + SECS(5)));
     server.handle_timeout(t0 + SECS(5));
     let (events, _) = drain(&mut server);
     assert_eq!(closed(&events[0]).error, Some(Error::CloseTimeout));
     assert!(!closed(&events[0]).clean);
+}
+
+#[test]
+fn close_timeout_runs_from_the_close_call_not_from_the_last_input() {
+    let config = Config {
+        ping_interval: None,
+        ..Config::default()
+    };
+    let (mut server, t0) = open_server(config);
+    // A quiet hour: no input, so the connection last heard of time at t0.
+    let later = t0 + SECS(3600);
+    server.close(later, CloseCode::NORMAL, "").unwrap();
+    drain(&mut server);
+    assert_eq!(server.poll_timeout(), Some(later + SECS(5)));
+}
+
+#[test]
+fn sending_restarts_the_idle_timer() {
+    let config = Config {
+        ping_interval: None,
+        idle_timeout: Some(SECS(60)),
+        ..Config::default()
+    };
+    let (mut server, t0) = open_server(config);
+    server.send(t0 + SECS(50), Message::text("push")).unwrap();
+    drain(&mut server);
+    assert_eq!(server.poll_timeout(), Some(t0 + SECS(110)));
 }
 
 #[test]
@@ -406,18 +436,21 @@ fn eof_without_close_is_abnormal() {
 fn usage_errors_leave_the_connection_unchanged() {
     let t0 = Instant::now();
     let mut server = Connection::server(Config::default(), t0).unwrap();
-    assert_eq!(server.send(Message::text("x")), Err(UsageError::NotOpen));
+    assert_eq!(
+        server.send(t0, Message::text("x")),
+        Err(UsageError::NotOpen)
+    );
     let (mut server, _) = open_server(Config::default());
     assert_eq!(
         server.ping(Bytes::from(vec![0; 126])),
         Err(UsageError::PingTooLarge(126))
     );
     assert_eq!(
-        server.close(CloseCode::NO_STATUS, ""),
+        server.close(t0, CloseCode::NO_STATUS, ""),
         Err(UsageError::InvalidCloseCode(1005))
     );
     assert_eq!(
-        server.close(CloseCode::NORMAL, &"x".repeat(124)),
+        server.close(t0, CloseCode::NORMAL, &"x".repeat(124)),
         Err(UsageError::CloseReasonTooLong(124))
     );
     assert_eq!(server.state(), State::Open);
@@ -454,7 +487,7 @@ fn huge_intervals_mean_never_rather_than_overflow() {
     let (mut server, t0) = open_server(config);
     assert_eq!(server.poll_timeout(), None);
     server.handle_timeout(t0 + SECS(1 << 40));
-    server.close(CloseCode::NORMAL, "").unwrap();
+    server.close(t0, CloseCode::NORMAL, "").unwrap();
     assert_eq!(server.poll_timeout(), None);
 }
 
@@ -490,7 +523,7 @@ fn open_pair(seed: u64) -> (Connection, Connection, Instant) {
 fn client_frames_are_masked_and_the_callers_payload_is_untouched() {
     let (mut client, mut server, t0) = open_pair(9);
     let shared = Bytes::from(vec![7u8; 300]);
-    client.send(Message::Binary(shared.clone())).unwrap();
+    client.send(t0, Message::Binary(shared.clone())).unwrap();
     let frame = client.poll_transmit().unwrap();
     assert_eq!(frame.header()[1] & 0x80, 0x80, "mask bit");
     assert_ne!(&frame.payload()[..], &shared[..], "masked on the wire");
@@ -506,8 +539,8 @@ fn client_frames_are_masked_and_the_callers_payload_is_untouched() {
 #[test]
 fn same_seed_same_bytes() {
     let run = || {
-        let (mut client, _, _) = open_pair(1234);
-        client.send(Message::text("deterministic")).unwrap();
+        let (mut client, _, t0) = open_pair(1234);
+        client.send(t0, Message::text("deterministic")).unwrap();
         transmitted(&mut client)
     };
     assert_eq!(run(), run());
@@ -516,7 +549,7 @@ fn same_seed_same_bytes() {
 #[test]
 fn client_close_waits_for_the_server_to_close_tcp() {
     let (mut client, mut server, t0) = open_pair(5);
-    client.close(CloseCode::NORMAL, "done").unwrap();
+    client.close(t0, CloseCode::NORMAL, "done").unwrap();
     pump(&mut client, &mut server, t0);
     let events = drain_events(&mut server);
     assert!(closed(events.last().unwrap()).clean);
@@ -549,7 +582,7 @@ fn client_close_waits_for_the_server_to_close_tcp() {
 #[test]
 fn client_answering_a_server_close_gives_up_waiting_for_tcp_at_the_deadline() {
     let (mut client, mut server, t0) = open_pair(6);
-    server.close(CloseCode::GOING_AWAY, "restart").unwrap();
+    server.close(t0, CloseCode::GOING_AWAY, "restart").unwrap();
     pump(&mut server, &mut client, t0);
     let reply = transmitted(&mut client);
     assert_eq!(&reply[..2], &[0x88, 0x82], "masked echo of the code");

@@ -1,0 +1,287 @@
+//! A client core and a server core wired together: what one sends, the
+//! other receives, unchanged and in order, under any fragmentation and any
+//! chunking of the byte stream; or the receiver fails with exactly the size
+//! error the sizes predict.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use arbitrary::{Arbitrary, Unstructured};
+use bytes::Bytes;
+use sockeye_core::{Error, Event, Message, ProtocolError, State};
+
+use super::check::{Answer, Checked, ProtocolChoice};
+use super::connection::CodeChoice;
+use super::{chunks, small_config};
+
+/// At most this many items per input.
+const MAX_ITEMS: usize = 48;
+/// The receiver's frame limit. Smaller than the other targets' so that
+/// crossing it takes little data: every byte may be its own input here.
+const MAX_FRAME: usize = 512;
+/// The receiver's message limit.
+const MAX_MESSAGE: usize = 1024;
+
+/// Both ends' configuration; the sender's fragment size is set apart.
+fn config() -> sockeye_core::Config {
+    sockeye_core::Config {
+        max_frame_size: MAX_FRAME,
+        max_message_size: MAX_MESSAGE,
+        ..small_config()
+    }
+}
+
+/// Input of [`round_trip`].
+#[derive(Arbitrary, Debug)]
+struct Exchange {
+    /// The client sends and the server receives, or the other way round.
+    client_sends: bool,
+    /// The sender's `Config::fragment_size`.
+    fragment_size: Option<u16>,
+    /// How the byte stream is cut between the two.
+    chunk_seed: u8,
+    chunk_max: u8,
+    items: Vec<Item>,
+    /// The sender closes at the end with this code and reason.
+    close: Option<(CodeChoice, String)>,
+}
+
+/// What the sender does next.
+#[derive(Arbitrary, Debug)]
+enum Item {
+    Text(String),
+    Binary(Vec<u8>),
+    /// A large message from a small input, possibly over the limits.
+    Fill {
+        text: bool,
+        len: u16,
+    },
+    Ping(Vec<u8>),
+    /// Move the bytes across now rather than later.
+    Pump,
+}
+
+/// The round-trip target. Input: an [`Exchange`] (via `arbitrary`).
+pub fn round_trip(data: &[u8]) {
+    run(data);
+}
+
+/// Runs one exchange and returns the milestones both ends reached.
+pub(crate) fn run(data: &[u8]) -> BTreeSet<String> {
+    let Ok(exchange) = Exchange::arbitrary_take_rest(Unstructured::new(data)) else {
+        return BTreeSet::new();
+    };
+    let now = Instant::now();
+    let sender_config = sockeye_core::Config {
+        fragment_size: exchange.fragment_size.map(|n| usize::from(n).clamp(1, 800)),
+        ..config()
+    };
+    let (client_config, server_config) = if exchange.client_sends {
+        (sender_config.clone(), config())
+    } else {
+        (config(), sender_config.clone())
+    };
+    let mut server = Checked::server(server_config, now);
+    server.auto_answer = Some(Answer::Accept {
+        protocol: ProtocolChoice::FirstOffered,
+        header: None,
+    });
+    let mut client = Checked::client(client_config, 7, now);
+    let cut = (exchange.chunk_seed, exchange.chunk_max);
+    pump_both(&mut client, &mut server, cut);
+    assert_eq!(client.state(), State::Open);
+    assert_eq!(server.state(), State::Open);
+    let (tx, rx) = if exchange.client_sends {
+        (&mut client, &mut server)
+    } else {
+        (&mut server, &mut client)
+    };
+
+    let mut sent = Vec::new();
+    let mut pings = Vec::new();
+    for item in exchange.items.iter().take(MAX_ITEMS) {
+        let message = match item {
+            Item::Text(text) => Message::text(text.as_str()),
+            Item::Binary(bytes) => Message::binary(bytes.clone()),
+            Item::Fill { text: true, len } => Message::text("€".repeat(usize::from(*len) % 500)),
+            Item::Fill { text: false, len } => Message::binary(vec![7; usize::from(*len) % 1500]),
+            Item::Ping(payload) => {
+                let payload = Bytes::copy_from_slice(&payload[..payload.len().min(125)]);
+                let open = tx.state() == State::Open;
+                tx.ping(payload.clone());
+                if open {
+                    pings.push(payload);
+                }
+                continue;
+            }
+            Item::Pump => {
+                pump_both(tx, rx, cut);
+                continue;
+            }
+        };
+        // Once the receiver has failed, the sender is closing: sends are
+        // refused (Checked checks the error), and are not expected.
+        let open = tx.state() == State::Open;
+        tx.send(message.clone());
+        if open {
+            sent.push(message);
+        }
+    }
+    pump_both(tx, rx, cut);
+
+    let received: Vec<&Message> = rx
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    match first_violation(&sent, sender_config.fragment_size) {
+        Some((index, error)) => {
+            assert_eq!(received, sent[..index].iter().collect::<Vec<_>>());
+            let closed = rx.closed().expect("the receiver failed");
+            assert_eq!(closed.error, Some(Error::Protocol(error)));
+        }
+        None => {
+            assert_eq!(
+                received,
+                sent.iter().collect::<Vec<_>>(),
+                "messages changed"
+            );
+            let got_pings: Vec<&Bytes> = rx
+                .events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Ping(p) => Some(p),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(got_pings, pings.iter().collect::<Vec<_>>(), "pings changed");
+            let pongs: Vec<&Bytes> = tx
+                .events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Pong(p) => Some(p),
+                    _ => None,
+                })
+                .collect();
+            // Pongs may be dropped under a flood, but never the latest.
+            assert_eq!(
+                pongs.last(),
+                pings.last().as_ref(),
+                "the last ping went unanswered"
+            );
+            if let Some((code, reason)) = &exchange.close {
+                close_cleanly(tx, rx, code.code(), reason, cut);
+            }
+        }
+    }
+    let mut features = client.features;
+    features.extend(server.features);
+    features
+}
+
+/// The sender closes; both ends must finish a clean close handshake with
+/// the sender's code.
+fn close_cleanly(
+    tx: &mut Checked,
+    rx: &mut Checked,
+    code: sockeye_core::CloseCode,
+    reason: &str,
+    cut: (u8, u8),
+) {
+    let code = if code.is_valid_on_wire() {
+        code
+    } else {
+        sockeye_core::CloseCode::NORMAL
+    };
+    let mut end = reason.len().min(sockeye_core::MAX_CLOSE_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let reason = &reason[..end];
+    tx.close(code, reason);
+    pump_both(tx, rx, cut);
+    // The server closes TCP first; the client sees it as EOF.
+    for end in [&mut *tx, &mut *rx] {
+        if end.state() != State::Closed {
+            end.eof();
+        }
+    }
+    let frame = rx.events.iter().find_map(|e| match e {
+        Event::CloseReceived(frame) => Some(frame),
+        _ => None,
+    });
+    let frame = frame.expect("the receiver got the close");
+    assert_eq!((frame.code, frame.reason.as_str()), (code, reason));
+    let (tx_closed, rx_closed) = (tx.closed().expect("closed"), rx.closed().expect("closed"));
+    assert!(
+        tx_closed.clean && rx_closed.clean,
+        "{tx_closed:?} {rx_closed:?}"
+    );
+    assert_eq!((rx_closed.code, rx_closed.reason.as_str()), (code, reason));
+    // The reply echoes the code (RFC 6455 §5.5.1), without a reason.
+    assert_eq!(tx_closed.code, code);
+}
+
+/// The first sent message whose frames break the receiver's limits, and
+/// the error it must fail with: frames are checked in order, the frame
+/// size first, then the message size so far.
+fn first_violation(sent: &[Message], fragment: Option<usize>) -> Option<(usize, ProtocolError)> {
+    for (index, message) in sent.iter().enumerate() {
+        let len = message.len();
+        let size = fragment.unwrap_or(len).max(1);
+        let mut total = 0;
+        let mut frames: Vec<usize> = (0..len)
+            .step_by(size)
+            .map(|s| (len - s).min(size))
+            .collect();
+        if frames.is_empty() {
+            frames.push(0);
+        }
+        for frame in frames {
+            if frame > MAX_FRAME {
+                let size = frame as u64;
+                return Some((
+                    index,
+                    ProtocolError::FrameTooLarge {
+                        size,
+                        max: MAX_FRAME,
+                    },
+                ));
+            }
+            total += frame;
+            if total > MAX_MESSAGE {
+                let size = total as u64;
+                return Some((
+                    index,
+                    ProtocolError::MessageTooLarge {
+                        size,
+                        max: MAX_MESSAGE,
+                    },
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// Moves bytes both ways until neither end has anything more to say.
+fn pump_both(a: &mut Checked, b: &mut Checked, cut: (u8, u8)) {
+    loop {
+        let moved = pump(a, b, cut) | pump(b, a, cut);
+        if !moved {
+            break;
+        }
+    }
+}
+
+/// Moves what `from` transmitted into `to`, cut into chunks.
+fn pump(from: &mut Checked, to: &mut Checked, (seed, max): (u8, u8)) -> bool {
+    let bytes = from.wire.take_outgoing();
+    for chunk in chunks(&bytes, seed, max) {
+        to.input(chunk);
+    }
+    !bytes.is_empty()
+}
