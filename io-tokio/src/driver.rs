@@ -11,6 +11,7 @@ use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Buf;
 use sockeye_core::{CloseCode, Closed, Config, Connection, Event, Message, Transmit, UsageError};
@@ -72,6 +73,11 @@ pub(crate) struct Driver<S> {
     error_reported: bool,
     shut_down: bool,
     close_requested: bool,
+    /// How long to keep reading after failing the connection; see
+    /// [`poll_linger`](Self::poll_linger).
+    linger: Duration,
+    /// Until when to read and drop input, once lingering has started.
+    linger_until: Option<Instant>,
 }
 
 fn now() -> std::time::Instant {
@@ -92,6 +98,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             error_reported: false,
             shut_down: false,
             close_requested: false,
+            linger: options.config.close_timeout,
+            linger_until: None,
         }
     }
 
@@ -244,7 +252,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 Poll::Ready(Err(_)) | Poll::Pending => break,
             }
         }
-        let _ = self.poll_write_out(cx);
+        if self.closed.is_some() {
+            // Finish here too: a peer waiting for the transport to close (a
+            // client, after the close handshake with our server) must not
+            // wait until the read half is polled. The connection's error is
+            // left for the read half to report (a failed write here only
+            // means the peer is gone already).
+            let _ = self.poll_shut_down(cx);
+        } else {
+            let _ = self.poll_write_out(cx);
+        }
     }
 
     // ---- writing ------------------------------------------------------
@@ -308,7 +325,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         if self.closed.is_some() {
             return Err(Error::Closed);
         }
-        self.conn.send(message).map_err(|e| match e {
+        self.conn.send(now(), message).map_err(|e| match e {
             UsageError::Closing => Error::Closed,
             other => other.into(),
         })
@@ -334,7 +351,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     ) -> Poll<Result<Closed, Error>> {
         if !self.close_requested && self.closed.is_none() {
             self.close_requested = true;
-            match self.conn.close(code, reason) {
+            match self.conn.close(now(), code, reason) {
                 Ok(()) | Err(UsageError::Closing) => {}
                 Err(e) => return Poll::Ready(Err(e.into())),
             }
@@ -354,14 +371,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// After [`Event::Closed`]: writes what is left, shuts the transport down,
     /// and returns the connection's error, once.
     fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<Option<Error>> {
-        if !self.shut_down {
-            if let Err(e) = ready!(self.poll_write_out(cx)) {
-                self.shut_down = true;
-                return Poll::Ready(Some(self.io_failed(e)));
-            }
-            // Errors here mean the peer is already gone, which is the goal.
-            let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
-            self.shut_down = true;
+        if let Err(e) = ready!(self.poll_shut_down(cx)) {
+            return Poll::Ready(Some(self.io_failed(e)));
         }
         if self.error_reported {
             return Poll::Ready(None);
@@ -369,6 +380,63 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         self.error_reported = true;
         let error = self.closed.as_ref().and_then(|closed| closed.error.clone());
         Poll::Ready(error.map(Error::Connection))
+    }
+
+    /// After [`Event::Closed`]: writes what is left, shuts the transport down
+    /// and lingers after a protocol error, once. For [`poll_finish`](Self::poll_finish),
+    /// and for the write side of a split socket, which must finish the
+    /// connection without the read side. Returns a write error.
+    fn poll_shut_down(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.shut_down {
+            if let Err(e) = ready!(self.poll_write_out(cx)) {
+                self.shut_down = true;
+                return Poll::Ready(Err(e));
+            }
+            // Errors here mean the peer is already gone, which is the goal.
+            let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+            self.shut_down = true;
+            if let Some(Closed {
+                error: Some(sockeye_core::Error::Protocol(_)),
+                ..
+            }) = self.closed.as_deref()
+            {
+                self.linger_until = Some(Instant::now() + self.linger);
+            }
+        }
+        if let Some(deadline) = self.linger_until {
+            ready!(self.poll_linger(cx, deadline));
+            self.linger_until = None;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// After failing the connection for a protocol error, the peer may still
+    /// be sending (the rest of a message over the limit, say). Closing the
+    /// socket with input unread, or with more arriving, makes the kernel
+    /// send a TCP reset, and a reset can destroy our close frame in the
+    /// peer's receive buffer: the peer would never learn the close code. So
+    /// read and drop input until the peer closes its side (it does once it
+    /// has our close frame and our FIN), an error, or `deadline`
+    /// ([`Config::close_timeout`] after the shutdown): a lingering close.
+    fn poll_linger(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()> {
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        let mut storage = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        loop {
+            let mut buf = ReadBuf::uninit(&mut storage);
+            match ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf)) {
+                // A peer that keeps sending is cut off at the deadline.
+                Ok(()) if !buf.filled().is_empty() && Instant::now() < deadline => {}
+                _ => return Poll::Ready(()),
+            }
+        }
     }
 
     /// An I/O failure ends the connection: it is reported once.
@@ -385,5 +453,98 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             })
         });
         Error::Io(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sockeye_core::{Accept, ProtocolError};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::Incoming;
+
+    /// A masked client frame with a zero mask key (the payload goes as is).
+    fn frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
+        let mut frame = vec![u8::from(fin) << 7 | opcode];
+        match u16::try_from(payload.len()) {
+            Ok(len) if len < 126 => frame.push(0x80 | len as u8),
+            Ok(len) => {
+                frame.push(0x80 | 126);
+                frame.extend(len.to_be_bytes());
+            }
+            Err(_) => unreachable!("test frames are small"),
+        }
+        frame.extend([0; 4]);
+        frame.extend(payload);
+        frame
+    }
+
+    /// A peer still sending the rest of a message over the limit must not be
+    /// reset (which can destroy the 1009 close frame on its side): the
+    /// server reads and drops input until the peer closes, then reports.
+    #[tokio::test]
+    async fn a_failed_connection_lingers_until_the_peer_closes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let options = Options {
+                config: Config {
+                    max_message_size: 1024,
+                    ..Config::default()
+                },
+                ..Options::default()
+            };
+            let incoming = Incoming::read(stream, options).await.unwrap();
+            let mut socket = incoming.accept(Accept::default()).await.unwrap();
+            socket.recv().await
+        });
+
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(
+                b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(client.read_u8().await.unwrap());
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"));
+
+        // 512-byte fragments: the third takes the message over 1024.
+        for opcode in [2, 0, 0] {
+            client
+                .write_all(&frame(opcode, false, &[0; 512]))
+                .await
+                .unwrap();
+        }
+        // The server has failed the connection by now. Without lingering, its
+        // socket is closed: the next write draws a reset and the one after
+        // fails with EPIPE/ECONNRESET.
+        for fin in [false, true] {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            client
+                .write_all(&frame(0, fin, &[0; 512]))
+                .await
+                .expect("the server still reads after failing the connection");
+        }
+        assert!(!server.is_finished(), "the server reported before our EOF");
+
+        // Our close frame is there, then the server's FIN.
+        let mut close = Vec::new();
+        client.read_to_end(&mut close).await.unwrap();
+        assert_eq!(&close[..4], &[0x88, close[1], 0x03, 0xf1], "close 1009");
+        client.shutdown().await.unwrap();
+        match server.await.unwrap() {
+            Some(Err(Error::Connection(sockeye_core::Error::Protocol(
+                ProtocolError::MessageTooLarge { max: 1024, .. },
+            )))) => {}
+            other => panic!("expected MessageTooLarge, got {other:?}"),
+        }
     }
 }

@@ -60,6 +60,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// The next message. `None` once the connection has closed cleanly
     /// (see [`closed`](Self::closed)); an error if it failed, then `None`.
+    ///
+    /// When the peer breaks the protocol, the error comes once the peer has
+    /// closed its side of the transport after our close frame (at most
+    /// [`Config::close_timeout`](sockeye_core::Config::close_timeout)
+    /// later): input is read and dropped meanwhile, so that closing the
+    /// socket does not reset the connection under the close frame.
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
         poll_fn(|cx| self.driver.poll_recv(cx)).await
     }
