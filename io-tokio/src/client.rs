@@ -70,13 +70,29 @@ impl Client {
         self
     }
 
-    /// Connects over TCP (`ws://` only) and completes the handshake.
+    /// Connects over TCP (`ws://` only) and completes the handshake, both
+    /// within [`Config::handshake_timeout`](sockeye_core::Config::handshake_timeout)
+    /// (an `io::ErrorKind::TimedOut` error if the TCP connect takes longer).
     pub async fn connect(self) -> Result<WebSocket<TcpStream>, Error> {
         let target = self.target()?;
         if target.secure {
             return Err(self.url_error("wss:// needs a TLS stream: use connect_on"));
         }
-        let stream = TcpStream::connect((target.host.as_str(), target.port)).await?;
+        // The handshake timeout bounds the TCP connect too: an unreachable
+        // host must not hang the caller for the kernel's minutes of SYN
+        // retries.
+        let timeout = self.options.config.handshake_timeout;
+        let stream = tokio::time::timeout(
+            timeout,
+            TcpStream::connect((target.host.as_str(), target.port)),
+        )
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no TCP connection within the handshake timeout ({timeout:?})"),
+            )
+        })??;
         stream.set_nodelay(true)?;
         self.handshake(stream, target).await
     }

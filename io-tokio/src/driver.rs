@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::Buf;
+use bytes::{Buf, Bytes};
 use sockeye_core::{CloseCode, Closed, Config, Connection, Event, Message, Transmit, UsageError};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
@@ -322,10 +322,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 
     /// Queues a message without writing it.
     pub(crate) fn start_send(&mut self, message: Message) -> Result<(), Error> {
+        self.queue(|conn| conn.send(now(), message))
+    }
+
+    /// Queues a ping without writing it.
+    pub(crate) fn start_ping(&mut self, payload: Bytes) -> Result<(), Error> {
+        self.queue(|conn| conn.ping(payload))
+    }
+
+    /// A call refused because the connection is closing reports
+    /// [`Error::Closed`], just as one made after it closed.
+    fn queue(
+        &mut self,
+        call: impl FnOnce(&mut Connection) -> Result<(), UsageError>,
+    ) -> Result<(), Error> {
         if self.closed.is_some() {
             return Err(Error::Closed);
         }
-        self.conn.send(now(), message).map_err(|e| match e {
+        call(&mut self.conn).map_err(|e| match e {
             UsageError::Closing => Error::Closed,
             other => other.into(),
         })

@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 
+use bytes::Bytes;
 use futures_core::Stream;
 use futures_sink::Sink;
 use sockeye_core::{CloseCode, Closed, Connection, Message, Upgraded};
@@ -88,6 +89,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Writes everything queued.
     pub async fn flush(&mut self) -> Result<(), Error> {
         poll_fn(|cx| self.driver.poll_flush(cx)).await
+    }
+
+    /// Sends a ping with up to 125 bytes of payload, and writes everything
+    /// queued. The heartbeat pings on its own (see
+    /// [`Config::ping_interval`](sockeye_core::Config::ping_interval)); this
+    /// is for an application that wants to probe the peer itself. The pong
+    /// counts as a sign of life; it is not returned by `recv`.
+    ///
+    /// ```no_run
+    /// # async fn probe(socket: &mut sockeye_tokio::WebSocket<tokio::net::TcpStream>) -> Result<(), sockeye_tokio::Error> {
+    /// socket.ping(bytes::Bytes::from_static(b"are you there?")).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn ping(&mut self, payload: Bytes) -> Result<(), Error> {
+        self.driver.start_ping(payload)?;
+        self.flush().await
     }
 
     /// Closes the connection: sends a close frame after what is queued, and
@@ -272,6 +289,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WriteHalf<S> {
         poll_fn(|cx| self.poll_flush_inner(cx)).await
     }
 
+    /// Sends a ping and writes everything queued; see [`WebSocket::ping`].
+    pub async fn ping(&mut self, payload: Bytes) -> Result<(), Error> {
+        lock(&self.shared.driver).start_ping(payload)?;
+        self.flush().await
+    }
+
     /// Starts the close handshake and waits for it to finish; see
     /// [`WebSocket::close`]. Messages the read half has not taken are
     /// dropped.
@@ -292,8 +315,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WriteHalf<S> {
 
     fn poll_flush_inner(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.shared.with(cx, false, |driver, cx| {
+            // Write first: reading ahead may find the peer's close, and the
+            // core drops queued messages once it replies to a close. What
+            // the caller queued before flushing should not lose that race.
+            let flushed = driver.poll_flush(cx);
             driver.poll_read_ahead(cx);
-            driver.poll_flush(cx)
+            flushed
         })
     }
 }

@@ -516,6 +516,42 @@ async fn pings_are_answered_both_ways() {
     }
 }
 
+/// An application ping from ours reaches tungstenite with its payload, in
+/// both roles; tungstenite's pong is taken in by ours (it is not a message),
+/// and the conversation goes on. A payload over 125 bytes is refused before
+/// anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_pings_reach_the_peer() {
+    for side in SIDES {
+        let (mut ours, mut theirs) = pair_default(side).await;
+        ours.ping(bytes::Bytes::from_static(b"probe"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            ours.ping(vec![0; 126].into()).await,
+            Err(Error::Usage(sockeye_core::UsageError::PingTooLarge(126)))
+        ));
+        ours.send(Message::text("after the ping")).await.unwrap();
+        // tungstenite hands the ping to its reader, and queues the pong.
+        assert_eq!(
+            next(&mut theirs).await,
+            TMessage::Ping("probe".into()),
+            "{side:?}"
+        );
+        assert_eq!(
+            next(&mut theirs).await,
+            TMessage::text("after the ping"),
+            "{side:?}"
+        );
+        theirs.send(TMessage::text("reply")).await.unwrap();
+        assert_same(
+            &recv(&mut ours).await,
+            &Message::text("reply"),
+            "after the pong",
+        );
+    }
+}
+
 // ---- closing ---------------------------------------------------------
 
 /// Ours closes with a code and a reason: tungstenite sees them, echoes them,
