@@ -61,7 +61,6 @@
 //! `PROPTEST_CASES` overrides the number of cases, for longer runs.
 
 use std::collections::VecDeque;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytes::Buf;
@@ -69,7 +68,10 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{FileFailurePersistence, TestCaseError};
-use sockeye_core::frame::{Decoded, Decoder, MAX_HEADER_LEN, Role};
+
+mod common;
+use common::{Payload, Side, base, input_bound, side, splitmix};
+use sockeye_core::frame::{Decoded, Decoder, Role};
 use sockeye_core::{
     Accept, ClientRequest, CloseCode, CloseFrame, Closed, Config, Connection, Error, Event,
     Message, RequestError, ResponseError, State, Transmit, UsageError,
@@ -105,11 +107,6 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(60);
 /// hundred at most; a low cap also keeps shrinking such a failure fast.
 const MAX_STEPS: u64 = 20_000;
 
-fn base() -> Instant {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    *BASE.get_or_init(Instant::now)
-}
-
 fn at(t: Duration) -> Instant {
     base() + t
 }
@@ -132,73 +129,11 @@ macro_rules! ensure {
 
 // ---- scenarios ------------------------------------------------------------
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Client,
-    Server,
-}
-
 impl Side {
     const BOTH: [Side; 2] = [Side::Client, Side::Server];
 
     fn index(self) -> usize {
         self as usize
-    }
-
-    fn other(self) -> Self {
-        match self {
-            Self::Client => Self::Server,
-            Self::Server => Self::Client,
-        }
-    }
-}
-
-/// A message. Small ones shrink byte by byte; big ones are a length and a
-/// seed, so a failing case prints on one line.
-#[derive(Debug, Clone)]
-enum Payload {
-    Text(String),
-    Binary(Vec<u8>),
-    /// About `len` bytes of text mixing 1- to 4-byte characters, so fragment
-    /// and chunk boundaries fall inside code points.
-    BigText {
-        len: usize,
-        seed: u64,
-    },
-    BigBinary {
-        len: usize,
-        seed: u64,
-    },
-}
-
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-impl Payload {
-    fn message(&self) -> Message {
-        match self {
-            Self::Text(text) => Message::text(text.as_str()),
-            Self::Binary(bytes) => Message::binary(bytes.clone()),
-            Self::BigText { len, seed } => {
-                const PALETTE: [char; 8] = ['a', ' ', 'é', 'ж', '€', '中', '😀', '\u{10FFFF}'];
-                let mut state = *seed;
-                let mut text = String::with_capacity(len + 4);
-                while text.len() < *len {
-                    text.push(PALETTE[(splitmix(&mut state) % 8) as usize]);
-                }
-                Message::text(text)
-            }
-            Self::BigBinary { len, seed } => {
-                let mut state = *seed;
-                let bytes: Vec<u8> = (0..*len).map(|_| splitmix(&mut state) as u8).collect();
-                Message::binary(bytes)
-            }
-        }
     }
 }
 
@@ -272,10 +207,6 @@ struct Scenario {
     /// handshake (a reply that arrives without the server's FIN, say).
     final_fault: Option<(u64, Op)>,
     ops: Vec<Op>,
-}
-
-fn side() -> impl Strategy<Value = Side> {
-    prop_oneof![Just(Side::Client), Just(Side::Server)]
 }
 
 fn payload() -> impl Strategy<Value = Payload> {
@@ -520,14 +451,6 @@ fn summarize(event: &Event) -> String {
         Event::Request(_) => "Request".into(),
         Event::Open(_) => "Open".into(),
         other => format!("{other:?}"),
-    }
-}
-
-/// The documented limit of `buffered_input` once events are drained.
-fn input_bound(config: &Config, state: State) -> usize {
-    match state {
-        State::Handshaking => 2 * config.max_handshake_size,
-        _ => config.max_message_size + 125 + MAX_HEADER_LEN,
     }
 }
 

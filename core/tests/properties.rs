@@ -14,24 +14,21 @@
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use proptest::collection::vec;
 use proptest::prelude::*;
-use sockeye_core::frame::{Header, MAX_HEADER_LEN};
+use sockeye_core::frame::Header;
 use sockeye_core::{
     Accept, ClientRequest, CloseCode, CloseFrame, Closed, Config, Connection, Error, Event,
     Message, Response, State, Transmit, UsageError, apply_mask,
 };
 
-// ---- shared helpers ----------------------------------------------------
+mod common;
+use common::{Payload, Side, base, input_bound, side, splitmix};
 
-fn base() -> Instant {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    *BASE.get_or_init(Instant::now)
-}
+// ---- shared helpers ----------------------------------------------------
 
 fn request() -> ClientRequest {
     ClientRequest::new("example.com", 80, "/chat?room=1")
@@ -59,16 +56,6 @@ fn abnormal_eof() -> Event {
     closed_event(CloseCode::ABNORMAL, "", false, Some(Error::UnexpectedEof))
 }
 
-/// The limit `buffered_input` documents: twice the handshake limit while
-/// handshaking, one message plus one control frame (and a partial header)
-/// after.
-fn input_bound(config: &Config, state: State) -> usize {
-    match state {
-        State::Handshaking => 2 * config.max_handshake_size,
-        _ => config.max_message_size + 125 + MAX_HEADER_LEN,
-    }
-}
-
 /// Checks `buffered_input` against [`input_bound`]. Events are decoded one
 /// message at a time, as the application polls them, so between an input and
 /// the drain of its events the connection may also hold the not yet decoded
@@ -85,57 +72,6 @@ fn check_input_held(conn: &Connection, config: &Config, undrained: usize) {
 
 fn drain_transmits(conn: &mut Connection) -> Vec<Transmit> {
     std::iter::from_fn(|| conn.poll_transmit()).collect()
-}
-
-/// A deterministic generator for payloads too big to let proptest build and
-/// shrink byte by byte.
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// A message payload. Small ones are generated (and shrink) directly; big
-/// ones come from a seed so a failing case prints as one line.
-#[derive(Debug, Clone)]
-enum Payload {
-    Text(String),
-    Binary(Vec<u8>),
-    /// About `len` bytes of text mixing 1- to 4-byte characters, so that
-    /// fragment and chunk boundaries fall inside code points.
-    BigText {
-        len: usize,
-        seed: u64,
-    },
-    BigBinary {
-        len: usize,
-        seed: u64,
-    },
-}
-
-impl Payload {
-    fn message(&self) -> Message {
-        match self {
-            Self::Text(text) => Message::text(text.as_str()),
-            Self::Binary(bytes) => Message::binary(bytes.clone()),
-            Self::BigText { len, seed } => {
-                const PALETTE: [char; 8] = ['a', ' ', 'é', 'ж', '€', '中', '😀', '\u{10FFFF}'];
-                let mut state = *seed;
-                let mut text = String::with_capacity(len + 4);
-                while text.len() < *len {
-                    text.push(PALETTE[(splitmix(&mut state) % 8) as usize]);
-                }
-                Message::text(text)
-            }
-            Self::BigBinary { len, seed } => {
-                let mut state = *seed;
-                let bytes: Vec<u8> = (0..*len).map(|_| splitmix(&mut state) as u8).collect();
-                Message::binary(bytes)
-            }
-        }
-    }
 }
 
 fn small_text() -> impl Strategy<Value = String> {
@@ -327,25 +263,6 @@ enum LenForm {
 fn peer_frame(from: Side, first_byte: u8, key: [u8; 4], payload: &[u8]) -> Vec<u8> {
     let mask = (from == Side::Client).then_some(key);
     raw_frame(first_byte, mask, LenForm::Exact, payload)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Client,
-    Server,
-}
-
-impl Side {
-    fn other(self) -> Self {
-        match self {
-            Self::Client => Self::Server,
-            Self::Server => Self::Client,
-        }
-    }
-}
-
-fn side() -> impl Strategy<Value = Side> {
-    prop_oneof![Just(Side::Client), Just(Side::Server)]
 }
 
 /// A frame transmit, parsed and unmasked, or an HTTP message.

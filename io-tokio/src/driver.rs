@@ -221,18 +221,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         let Some(deadline) = self.conn.poll_timeout() else {
             return false;
         };
-        let deadline = Instant::from_std(deadline);
+        if self.poll_sleep(cx, Instant::from_std(deadline)).is_ready() {
+            self.conn.handle_timeout(now());
+            return true;
+        }
+        false
+    }
+
+    /// Polls the connection's one timer, moved to `deadline` if needed.
+    fn poll_sleep(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()> {
         let timer = self
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         if timer.deadline() != deadline {
             timer.as_mut().reset(deadline);
         }
-        if timer.as_mut().poll(cx).is_ready() {
-            self.conn.handle_timeout(now());
-            return true;
-        }
-        false
+        timer.as_mut().poll(cx)
     }
 
     /// For the write side of a split socket: reads what has arrived, so that
@@ -433,13 +437,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// has our close frame and our FIN), an error, or `deadline`
     /// ([`Config::close_timeout`] after the shutdown): a lingering close.
     fn poll_linger(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()> {
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if timer.deadline() != deadline {
-            timer.as_mut().reset(deadline);
-        }
-        if timer.as_mut().poll(cx).is_ready() {
+        if self.poll_sleep(cx, deadline).is_ready() {
             return Poll::Ready(());
         }
         let mut storage = [MaybeUninit::<u8>::uninit(); READ_CHUNK];

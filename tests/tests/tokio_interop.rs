@@ -142,6 +142,17 @@ async fn while_ours_reads<T>(ours: &mut Ours, future: impl Future<Output = T>) -
     }
 }
 
+/// Ours closes with 1000; theirs sees that close frame, then the end of
+/// the stream; both sides agree the close was clean.
+async fn close_normally(side: Side, mut ours: Ours, mut theirs: Theirs) {
+    let (closed, ()) = tokio::join!(ours.close(CloseCode::NORMAL, ""), async {
+        assert_their_close(next_close(&mut theirs).await, 1000, "");
+        expect_end(&mut theirs).await;
+        drop(theirs);
+    });
+    assert_eq!(closed.unwrap(), clean(1000, ""), "{side:?}");
+}
+
 /// Their next message that is not one of ours' heartbeat pings.
 async fn next_skipping_pings(theirs: &mut Theirs) -> TMessage {
     loop {
@@ -310,15 +321,9 @@ async fn text_and_binary_both_ways() {
             }
             ours
         };
-        let (mut theirs, mut ours) =
-            within("theirs → ours", async { tokio::join!(send, receive) }).await;
+        let (theirs, ours) = within("theirs → ours", async { tokio::join!(send, receive) }).await;
 
-        let (closed, ()) = tokio::join!(ours.close(CloseCode::NORMAL, ""), async {
-            assert_their_close(next_close(&mut theirs).await, 1000, "");
-            expect_end(&mut theirs).await;
-            drop(theirs);
-        });
-        assert_eq!(closed.unwrap(), clean(1000, ""), "{side:?}");
+        close_normally(side, ours, theirs).await;
     }
 }
 
@@ -381,12 +386,7 @@ async fn fragmented_messages_both_ways() {
         assert_eq!(got_text, TMessage::text(text), "{side:?}");
         assert_eq!(got_binary, TMessage::binary(binary), "{side:?}");
 
-        let (closed, ()) = tokio::join!(ours.close(CloseCode::NORMAL, ""), async {
-            assert_their_close(next_close(&mut theirs).await, 1000, "");
-            expect_end(&mut theirs).await;
-            drop(theirs);
-        });
-        assert_eq!(closed.unwrap(), clean(1000, ""), "{side:?}");
+        close_normally(side, ours, theirs).await;
     }
 }
 
@@ -1530,16 +1530,11 @@ async fn backpressure_pends_until_the_peer_reads() {
                 }
             }
         };
-        let (queued, (got, mut theirs)) =
+        let (queued, (got, theirs)) =
             within("backpressure", async { tokio::join!(writer, reader) }).await;
         assert_eq!(got, queued, "{side:?}");
         println!("{side:?}: pended after {} KiB", (queued - 1) * SIZE / 1024);
 
-        let (closed, ()) = tokio::join!(ours.close(CloseCode::NORMAL, ""), async {
-            assert_their_close(next_close(&mut theirs).await, 1000, "");
-            expect_end(&mut theirs).await;
-            drop(theirs);
-        });
-        assert_eq!(closed.unwrap(), clean(1000, ""), "{side:?}");
+        close_normally(side, ours, theirs).await;
     }
 }
