@@ -173,7 +173,7 @@ impl Connection {
         Ok(Self::new(
             Role::Server,
             config,
-            handshake,
+            Some(handshake),
             SplitMix64::new(0),
             now,
         ))
@@ -208,15 +208,45 @@ impl Connection {
             searched: 0,
             expect,
         };
-        let mut connection = Self::new(Role::Client, config, handshake, rng, now);
+        let mut connection = Self::new(Role::Client, config, Some(handshake), rng, now);
         connection.outbox.push_handshake(bytes);
+        Ok(connection)
+    }
+
+    /// A connection whose HTTP upgrade was done elsewhere: by hyper or axum,
+    /// say, which answered the request with a 101 carrying
+    /// [`accept_key`](crate::accept_key). It starts [`State::Open`] and
+    /// reports no [`Event::Open`]: the first input is frame bytes.
+    ///
+    /// `seed` drives the masking keys of a client; a server ignores it.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use sockeye_core::{Config, Connection, Event, Message, Role, State};
+    /// let now = Instant::now();
+    /// let mut server = Connection::upgraded(Role::Server, Config::default(), 0, now).unwrap();
+    /// assert_eq!(server.state(), State::Open);
+    /// // A masked text frame "Hi" from the client.
+    /// server.handle_input(now, &[0x81, 0x82, 1, 2, 3, 4, b'H' ^ 1, b'i' ^ 2]);
+    /// assert_eq!(server.poll_event(), Some(Event::Message(Message::text("Hi"))));
+    /// ```
+    pub fn upgraded(
+        role: Role,
+        config: Config,
+        seed: u64,
+        now: Instant,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let mut connection = Self::new(role, config, None, SplitMix64::new(seed), now);
+        connection.state = State::Open;
+        connection.deadline = None;
         Ok(connection)
     }
 
     fn new(
         role: Role,
         config: Config,
-        handshake: Handshake,
+        handshake: Option<Handshake>,
         rng: SplitMix64,
         now: Instant,
     ) -> Self {
@@ -227,7 +257,7 @@ impl Connection {
             outbox: Outbox::new(role, rng, config.fragment_size),
             deadline: now.checked_add(config.handshake_timeout),
             config,
-            handshake: Some(Box::new(handshake)),
+            handshake: handshake.map(Box::new),
             events: VecDeque::new(),
             now,
             last_seen: now,

@@ -120,13 +120,10 @@ impl Client {
         for (name, value) in self.headers {
             request = request.header(name, value);
         }
-        // Masking keys must be unpredictable to the page scripts masking
-        // defends against (RFC 6455 §10.3): seed from the OS.
-        let seed = getrandom::u64().map_err(|e| std::io::Error::other(e.to_string()))?;
         let conn = Connection::client(
             request,
             self.options.config.clone(),
-            seed,
+            masking_seed()?,
             tokio::time::Instant::now().into_std(),
         )?;
         let mut driver = Driver::new(stream, conn, &self.options);
@@ -207,6 +204,13 @@ impl Client {
 /// ```
 pub async fn connect(url: &str) -> Result<WebSocket<TcpStream>, Error> {
     Client::new(url).connect().await
+}
+
+/// The seed of a client's `Sec-WebSocket-Key` and masking keys. They must be
+/// unpredictable to the page scripts masking defends against (RFC 6455
+/// §10.3), so it comes from the OS.
+pub(crate) fn masking_seed() -> Result<u64, Error> {
+    getrandom::u64().map_err(|e| std::io::Error::other(e.to_string()).into())
 }
 
 #[cfg(test)]

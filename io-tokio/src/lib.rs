@@ -7,7 +7,8 @@
 //!
 //! * Server: [`accept`] for the common case, [`Incoming`] to look at the
 //!   request (path, origin, subprotocols, headers) and accept or refuse it,
-//!   on any `AsyncRead + AsyncWrite` stream.
+//!   on any `AsyncRead + AsyncWrite` stream; [`WebSocket::from_upgraded`]
+//!   when hyper or axum did the HTTP upgrade.
 //! * Client: [`connect`] to a `ws://` URL, or [`Client`] for subprotocols,
 //!   headers, options and caller-supplied streams.
 //! * [`WebSocket`]: `recv`/`send`/`feed`/`close`, a `Stream` and a `Sink`,
@@ -39,4 +40,6 @@ pub use driver::Options;
 pub use error::Error;
 pub use server::{Incoming, accept};
 pub use socket::{ReadHalf, WebSocket, WriteHalf};
-pub use sockeye_core::{Accept, CloseCode, Closed, Config, Message, Request, Response, Upgraded};
+pub use sockeye_core::{
+    Accept, CloseCode, Closed, Config, Message, Request, Response, Role, Upgraded,
+};

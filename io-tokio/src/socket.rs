@@ -8,13 +8,12 @@ use std::task::{Context, Poll, Wake, Waker};
 use bytes::Bytes;
 use futures_core::Stream;
 use futures_sink::Sink;
-use sockeye_core::{CloseCode, Closed, Connection, Message, Upgraded};
+use sockeye_core::{CloseCode, Closed, Connection, Message, Role, Upgraded};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::Error;
-use crate::driver::Driver;
-#[cfg(doc)]
-use crate::driver::Options;
+use crate::client::masking_seed;
+use crate::driver::{Driver, Options};
 
 /// A WebSocket connection over any `AsyncRead + AsyncWrite` stream: a
 /// `TcpStream`, a TLS stream, or an upgraded hyper connection.
@@ -51,6 +50,40 @@ pub struct WebSocket<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub(crate) fn from_driver(driver: Driver<S>, upgraded: Upgraded) -> Self {
         Self { driver, upgraded }
+    }
+
+    /// A socket over a transport whose HTTP upgrade was done elsewhere: a
+    /// hyper or axum upgraded connection, whose 101 response carried
+    /// [`accept_key`](sockeye_core::accept_key) of the request's key.
+    /// `upgraded` records what that handshake agreed (the subprotocol, the
+    /// response headers), for [`handshake`](Self::handshake).
+    ///
+    /// ```no_run
+    /// use sockeye_tokio::{Options, Role, Upgraded, WebSocket};
+    /// # async fn run(upgraded_io: tokio::net::TcpStream) -> Result<(), sockeye_tokio::Error> {
+    /// // With hyper: `hyper::upgrade::on(request).await?`, wrapped in
+    /// // `hyper_util::rt::TokioIo`, after answering 101.
+    /// let agreed = Upgraded { protocol: None, headers: Vec::new() };
+    /// let mut socket = WebSocket::from_upgraded(upgraded_io, Role::Server, agreed, Options::default())?;
+    /// while let Some(message) = socket.recv().await {
+    ///     socket.send(message?).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn from_upgraded(
+        io: S,
+        role: Role,
+        upgraded: Upgraded,
+        options: Options,
+    ) -> Result<Self, Error> {
+        let seed = match role {
+            Role::Client => masking_seed()?,
+            Role::Server => 0,
+        };
+        let now = tokio::time::Instant::now().into_std();
+        let conn = Connection::upgraded(role, options.config.clone(), seed, now)
+            .map_err(sockeye_core::UsageError::from)?;
+        Ok(Self::from_driver(Driver::new(io, conn, &options), upgraded))
     }
 
     /// The outcome of the handshake: the subprotocol in use and the headers

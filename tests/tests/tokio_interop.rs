@@ -907,6 +907,94 @@ async fn our_client_gets_403_from_a_refusing_server() {
     }
 }
 
+// ---- a handshake done by hyper ---------------------------------------
+
+/// hyper answers the upgrade (checking the key and choosing a subprotocol
+/// itself) and hands the upgraded connection to `WebSocket::from_upgraded`,
+/// which then talks to a tungstenite client: the path an axum or hyper
+/// application takes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_upgraded_by_hyper() {
+    use http_body_util::Empty;
+    use hyper::body::Bytes as HyperBytes;
+    use hyper::{Request as HyperRequest, Response as HyperResponse, StatusCode};
+    use hyper_util::rt::TokioIo;
+    use sockeye_tokio::{Role, Upgraded};
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (done_tx, done_rx) = oneshot::channel();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let done_tx = std::sync::Mutex::new(Some(done_tx));
+        let service = hyper::service::service_fn(move |mut request: HyperRequest<_>| {
+            let key = request.headers()["sec-websocket-key"].as_bytes().to_vec();
+            let upgrade = hyper::upgrade::on(&mut request);
+            let done_tx = done_tx.lock().unwrap().take().expect("one request");
+            tokio::spawn(async move {
+                let io = TokioIo::new(upgrade.await.unwrap());
+                let agreed = Upgraded {
+                    protocol: Some("chat".into()),
+                    headers: Vec::new(),
+                };
+                let mut socket =
+                    WebSocket::from_upgraded(io, Role::Server, agreed, Options::default()).unwrap();
+                assert_eq!(socket.handshake().protocol.as_deref(), Some("chat"));
+                while let Some(message) = socket.recv().await {
+                    socket.send(message.unwrap()).await.unwrap();
+                }
+                done_tx.send(socket.closed().cloned()).unwrap();
+            });
+            let response = HyperResponse::builder()
+                .status(StatusCode::SWITCHING_PROTOCOLS)
+                .header("upgrade", "websocket")
+                .header("connection", "upgrade")
+                .header("sec-websocket-accept", sockeye_core::accept_key(&key))
+                .header("sec-websocket-protocol", "chat")
+                .body(Empty::<HyperBytes>::new())
+                .unwrap();
+            async move { Ok::<_, std::convert::Infallible>(response) }
+        });
+        hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades()
+            .await
+            .unwrap();
+    });
+
+    let mut request =
+        tungstenite::client::IntoClientRequest::into_client_request(format!("ws://{addr}/hyper"))
+            .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        http::HeaderValue::from_static("chat"),
+    );
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut theirs, _) = within(
+        "handshake",
+        tokio_tungstenite::client_async(request, stream),
+    )
+    .await
+    .unwrap();
+    for message in [
+        TMessage::text("through hyper ✓"),
+        TMessage::binary(vec![7; 70_000]),
+    ] {
+        theirs.send(message.clone()).await.unwrap();
+        assert_eq!(next(&mut theirs).await, message);
+    }
+    theirs.close(None).await.unwrap();
+    assert_eq!(
+        next(&mut theirs).await,
+        TMessage::Close(None),
+        "the close echoed"
+    );
+    expect_end(&mut theirs).await;
+    let closed = within("server done", done_rx).await.unwrap();
+    assert_eq!(closed, Some(clean(1005, "")));
+    within("hyper connection", server).await.unwrap();
+}
+
 // ---- many connections ------------------------------------------------
 
 /// Raises the soft limit on open files to `want` (or the hard limit).

@@ -592,3 +592,21 @@ fn client_answering_a_server_close_gives_up_waiting_for_tcp_at_the_deadline() {
     assert_eq!(closed(&events[0]).code, CloseCode::GOING_AWAY);
     assert!(closed(&events[0]).clean, "close frames were exchanged");
 }
+
+#[test]
+fn an_upgraded_connection_starts_open_with_its_heartbeat_armed() {
+    let t0 = Instant::now();
+    let mut client = Connection::upgraded(Role::Client, Config::default(), 9, t0).unwrap();
+    assert_eq!(client.state(), State::Open);
+    assert_eq!(client.poll_event(), None, "the upgrade happened elsewhere");
+    assert_eq!(client.poll_timeout(), Some(t0 + SECS(30)));
+    client.send(t0, Message::text("x")).unwrap();
+    let out = transmitted(&mut client);
+    assert_eq!(out[..2], [0x81, 0x81], "a client masks its frames");
+
+    let invalid = Config {
+        max_frame_size: 0,
+        ..Config::default()
+    };
+    assert!(Connection::upgraded(Role::Server, invalid, 0, t0).is_err());
+}
