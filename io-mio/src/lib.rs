@@ -1,1 +1,62 @@
-//! The mio driver for [`sockeye_core`]. The driver itself arrives with issue 5; this crate reserves its place in the workspace.
+//! # sockeye-mio
+//!
+//! The mio driver for [`sockeye_core`], for applications that already own
+//! an event loop (a game server, a trading gateway, an embedded proxy) and
+//! want WebSockets inside it without an async runtime.
+//!
+//! A [`Driver`] registers its listeners and connections with the caller's
+//! `mio::Poll`, under tokens from a range the caller gives, and keeps every
+//! connection's deadline in one heap. It stays thin: it moves bytes between
+//! sockets and the core, and the core makes every protocol decision.
+//!
+//! ```no_run
+//! use std::time::Instant;
+//! use mio::{Events, Poll};
+//! use sockeye_mio::{Accept, Driver, Event, Options};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut poll = Poll::new()?;
+//! let mut driver = Driver::new(poll.registry(), 1..100_001, Options::default())?;
+//! driver.listen(mio::net::TcpListener::bind("127.0.0.1:9002".parse()?)?)?;
+//! let mut events = Events::with_capacity(1024);
+//! loop {
+//!     poll.poll(&mut events, driver.next_timeout(Instant::now()))?;
+//!     let now = Instant::now();
+//!     for event in events.iter() {
+//!         if !driver.handle_event(event, now) {
+//!             // One of the application's own sources.
+//!         }
+//!     }
+//!     driver.handle_timeouts(now);
+//!     while let Some((id, event)) = driver.poll_event(now) {
+//!         match event {
+//!             Event::Request(_) => driver.accept(id, Accept::default())?,
+//!             Event::Message(message) => {
+//!                 driver.send(id, now, message)?;
+//!             }
+//!             _ => {}
+//!         }
+//!     }
+//! }
+//! # }
+//! ```
+//!
+//! See [`Driver`] for the loop's contract and a runnable example, and the
+//! crate's `examples/`: `echo_server` (the Autobahn testee) and `chat` (a
+//! broadcast server with its own timer next to the driver's).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod driver;
+mod error;
+mod event;
+mod timers;
+
+pub use driver::{Driver, Options};
+pub use error::Error;
+pub use event::{ConnectionId, Event};
+pub use sockeye_core::{
+    Accept, ClientRequest, CloseCode, CloseFrame, Closed, Config, Message, Request, Response,
+    Upgraded,
+};

@@ -1,0 +1,70 @@
+//! A mio echo server: every text and binary message goes back unchanged,
+//! with the same opcode. The Autobahn testee (`tests/autobahn/run.sh mio`)
+//! and a wsbench contestant.
+//!
+//! ```sh
+//! cargo run --release -p sockeye-mio --example echo_server -- --bind 127.0.0.1:9002
+//! cargo run --release -p sockeye-mio --example echo_server -- --port 9002
+//! ```
+//!
+//! One thread, one `Poll`. A plain HTTP request gets `426 Upgrade Required`.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::net::TcpListener;
+use mio::{Events, Poll};
+use sockeye_mio::{Accept, Driver, Event, Options, Response};
+
+const USAGE: &str = "usage: echo_server [--bind ADDR | --port PORT]  (default 127.0.0.1:9002)";
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let bind = parse_bind(std::env::args().skip(1))?;
+    let mut poll = Poll::new()?;
+    let mut driver = Driver::new(poll.registry(), 0..1 << 20, Options::default())?;
+    let listener = TcpListener::bind(bind)?;
+    eprintln!("echo_server: listening on ws://{}", listener.local_addr()?);
+    driver.listen(listener)?;
+
+    let mut events = Events::with_capacity(1024);
+    loop {
+        poll.poll(&mut events, driver.next_timeout(Instant::now()))?;
+        let now = Instant::now();
+        for event in events.iter() {
+            driver.handle_event(event, now);
+        }
+        driver.handle_timeouts(now);
+        while let Some((id, event)) = driver.poll_event(now) {
+            // A connection that closed meanwhile refuses the call; its
+            // Closed event is on its way, so the errors are not ours to act on.
+            let _ = match event {
+                Event::Request(_) => driver.accept(id, Accept::default()),
+                Event::HttpRequest(_) => driver.respond(
+                    id,
+                    Response::new(426, "this endpoint speaks WebSocket only")
+                        .with_header("Upgrade", "websocket"),
+                ),
+                // Over the high-water mark the driver stops reading from
+                // this peer until it drains: that is the backpressure.
+                Event::Message(message) => driver.send(id, now, message).map(drop),
+                _ => Ok(()),
+            };
+        }
+    }
+}
+
+fn parse_bind(mut args: impl Iterator<Item = String>) -> Result<SocketAddr, String> {
+    let mut bind: SocketAddr = "127.0.0.1:9002".parse().expect("a valid default");
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(USAGE)?;
+        bind = match flag.as_str() {
+            "--bind" => value.parse().map_err(|e| format!("--bind {value}: {e}"))?,
+            "--port" => {
+                let port = value.parse().map_err(|e| format!("--port {value}: {e}"))?;
+                SocketAddr::new(bind.ip(), port)
+            }
+            _ => return Err(USAGE.into()),
+        };
+    }
+    Ok(bind)
+}

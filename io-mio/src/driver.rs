@@ -1,0 +1,908 @@
+//! [`Driver`]: the connections of one caller-owned `mio::Poll`, moved by
+//! readiness events and one heap of deadlines.
+
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, RandomState};
+use std::io::{self, IoSlice, Read, Write};
+use std::net::Shutdown;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Registry, Token};
+use sockeye_core::{
+    Accept, ClientRequest, CloseCode, Closed, Config, Connection, Message, Response, Transmit,
+    UsageError,
+};
+
+use crate::timers::Timers;
+use crate::{ConnectionId, Error, Event};
+
+/// Settings for every connection of a [`Driver`]: the protocol's, and the
+/// driver's own.
+///
+/// ```
+/// use std::time::Duration;
+/// use sockeye_mio::{Config, Options};
+/// let options = Options {
+///     config: Config { ping_interval: Some(Duration::from_secs(10)), ..Config::default() },
+///     write_buffer_high_water: 1 << 20,
+/// };
+/// assert!(options.config.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Limits, timeouts and heartbeat: see [`sockeye_core::Config`]. Its
+    /// `close_timeout` also bounds how long a closed connection may take
+    /// to write its last bytes, and to linger after a protocol failure.
+    pub config: Config,
+    /// Per connection: above this many queued bytes, [`Driver::send`]
+    /// returns `false`, the driver stops reading from the peer, and
+    /// [`Event::Drained`] follows once the queue is back at or below it.
+    /// Default 256 KiB.
+    pub write_buffer_high_water: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            config: Config::default(),
+            write_buffer_high_water: 256 * 1024,
+        }
+    }
+}
+
+/// Bytes per read, into one buffer the driver shares between its
+/// connections: the core copies what it keeps, so an idle connection holds
+/// no read buffer.
+const READ_CHUNK: usize = 64 * 1024;
+/// Bytes one connection may read before the others get their turn.
+const READ_BUDGET: usize = 4 * READ_CHUNK;
+/// Most `IoSlice`s per vectored write: a header and a payload per frame.
+const MAX_SLICES: usize = 64;
+/// Transmits taken from the core ahead of writing. Taking them lazily leaves
+/// the rest in the core, where a pong or a close reply can still overtake
+/// queued data.
+const MAX_TRANSMITS: usize = MAX_SLICES / 2;
+
+/// WebSocket connections, server and client, inside an event loop the caller
+/// owns.
+///
+/// The driver registers its listeners and sockets with the caller's
+/// `mio::Poll` under tokens from the range given to [`new`](Self::new), and
+/// never blocks, spawns a thread or reads the clock: every call that can
+/// move time takes `now`. The caller's loop:
+///
+/// 1. `poll.poll(&mut events, driver.next_timeout(now))`;
+/// 2. [`handle_event`](Self::handle_event) for each event (it returns
+///    `false` for tokens that are not the driver's);
+/// 3. [`handle_timeouts`](Self::handle_timeouts);
+/// 4. [`poll_event`](Self::poll_event) until it returns `None`, reacting to
+///    each event ([`accept`](Self::accept), [`send`](Self::send),
+///    [`close`](Self::close), …). The driver does its reading and writing
+///    here, so what the application sends in reaction to a batch of input
+///    goes out in one vectored write.
+///
+/// Calls such as `send` outside step 4 are fine too: they make
+/// [`next_timeout`](Self::next_timeout) return zero, so the next turn of
+/// the loop writes them.
+///
+/// # Example: a client and an echo server in one loop
+///
+/// ```
+/// use std::time::Instant;
+/// use mio::net::{TcpListener, TcpStream};
+/// use mio::{Events, Poll};
+/// use sockeye_mio::{Accept, ClientRequest, CloseCode, Driver, Event, Message, Options};
+///
+/// let mut poll = Poll::new()?;
+/// let mut driver = Driver::new(poll.registry(), 0..1024, Options::default())?;
+/// let listener = TcpListener::bind("127.0.0.1:0".parse()?)?;
+/// let addr = listener.local_addr()?;
+/// driver.listen(listener)?;
+/// let request = ClientRequest::new("127.0.0.1", addr.port(), "/echo");
+/// let client = driver.connect(TcpStream::connect(addr)?, request, Instant::now())?;
+///
+/// let mut events = Events::with_capacity(256);
+/// let (mut reply, mut closed) = (None, 0);
+/// while closed < 2 {
+///     poll.poll(&mut events, driver.next_timeout(Instant::now()))?;
+///     let now = Instant::now();
+///     for event in events.iter() {
+///         driver.handle_event(event, now);
+///     }
+///     driver.handle_timeouts(now);
+///     while let Some((id, event)) = driver.poll_event(now) {
+///         match event {
+///             Event::Request(_) => driver.accept(id, Accept::default())?,
+///             Event::Open(_) if id == client => {
+///                 driver.send(id, now, Message::text("hello"))?;
+///             }
+///             Event::Message(message) if id == client => {
+///                 reply = Some(message);
+///                 driver.close(id, now, CloseCode::NORMAL, "done")?;
+///             }
+///             Event::Message(message) => {
+///                 driver.send(id, now, message)?;
+///             }
+///             Event::Closed { closed: how, .. } => {
+///                 assert!(how.clean);
+///                 closed += 1;
+///             }
+///             _ => {}
+///         }
+///     }
+/// }
+/// assert_eq!(reply, Some(Message::text("hello")));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Driver {
+    registry: Registry,
+    tokens: Range<usize>,
+    options: Options,
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+    /// Connections in `slots`.
+    live: usize,
+    timers: Timers,
+    /// Connections with something to do this round, each at most once
+    /// (see `Conn::queued`); the front one is being driven.
+    ready: VecDeque<usize>,
+    /// Connections that used up their read budget, for the next round.
+    later: VecDeque<usize>,
+    /// What the front of `ready` may still read this round.
+    budget: usize,
+    read_buf: Box<[u8]>,
+}
+
+struct Slot {
+    /// Bumped when the slot is freed, so ids and timers of the previous
+    /// occupant stop matching.
+    generation: u32,
+    kind: Kind,
+}
+
+enum Kind {
+    Free,
+    Listener(TcpListener),
+    Conn(Box<Conn>),
+}
+
+impl Kind {
+    fn source(&mut self) -> Option<&mut dyn mio::event::Source> {
+        match self {
+            Kind::Free => None,
+            Kind::Listener(listener) => Some(listener),
+            Kind::Conn(conn) => Some(&mut conn.stream),
+        }
+    }
+}
+
+/// How far a connection has got with its transport.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// The core runs the show.
+    Active,
+    /// The core has closed: write what is left, then shut down, then
+    /// linger if the peer broke the protocol.
+    Finishing { until: Instant, linger: bool },
+    /// Read and drop input until the peer closes its side, so that closing
+    /// the socket with unread input does not reset the connection under
+    /// our close frame (the tokio driver does the same).
+    Lingering { until: Instant },
+    /// The transport failed and the application has been told: free it.
+    Dead,
+}
+
+struct Conn {
+    stream: TcpStream,
+    core: Connection,
+    /// Transmits taken from the core and not yet fully written.
+    out: VecDeque<Transmit>,
+    out_bytes: usize,
+    phase: Phase,
+    /// Readiness not used up yet: mio is edge-triggered, so it reports a
+    /// socket readable once, and the driver reads until the kernel says
+    /// there is no more.
+    readable: bool,
+    /// The peer closed its side or the socket has an error: read until the
+    /// read itself says so.
+    read_closed: bool,
+    eof: bool,
+    /// A write hit `WouldBlock`: wait for a writable event.
+    write_blocked: bool,
+    /// Whether `WRITABLE` is in the registered interest. It is only while a
+    /// write is blocked, so a connection with nothing to send costs no
+    /// wake-ups.
+    write_interest: bool,
+    /// `send` returned `false`: an [`Event::Drained`] is owed.
+    owes_drained: bool,
+    /// In `ready` or `later`.
+    queued: bool,
+    /// The deadline of this connection's live timer entry.
+    armed: Option<Instant>,
+}
+
+/// What driving a connection came to.
+enum Step {
+    /// Something for the application.
+    Event(Event),
+    /// Nothing to do until the next readiness event or deadline.
+    Idle,
+    /// Out of read budget with input left: continue next round.
+    Deferred,
+    /// Done with the transport.
+    Free,
+}
+
+/// What a connection needs from the driver while it is driven.
+struct Ctx<'a> {
+    options: &'a Options,
+    read_buf: &'a mut [u8],
+    budget: &'a mut usize,
+    now: Instant,
+}
+
+impl Driver {
+    /// A driver for connections registered with the poll behind `registry`,
+    /// under tokens from `tokens` (one per listener and per connection, so
+    /// its length is the most connections at once). The caller's own
+    /// sources keep tokens outside it.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let poll = mio::Poll::new()?;
+    /// // Token(0) stays the caller's; the driver may use 1 to 100 000.
+    /// let driver = sockeye_mio::Driver::new(poll.registry(), 1..100_001, Default::default())?;
+    /// # drop(driver); Ok(()) }
+    /// ```
+    pub fn new(registry: &Registry, tokens: Range<usize>, options: Options) -> Result<Self, Error> {
+        options.config.validate()?;
+        Ok(Self {
+            registry: registry.try_clone()?,
+            tokens,
+            options,
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            timers: Timers::default(),
+            ready: VecDeque::new(),
+            later: VecDeque::new(),
+            budget: READ_BUDGET,
+            read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
+        })
+    }
+
+    /// Accepts WebSocket connections on `listener`; each comes out of
+    /// [`poll_event`](Self::poll_event) as an [`Event::Request`] (or
+    /// [`Event::HttpRequest`]). When the token range is full, new
+    /// connections are closed at once.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let poll = mio::Poll::new()?;
+    /// # let mut driver = sockeye_mio::Driver::new(poll.registry(), 0..16, Default::default())?;
+    /// let listener = mio::net::TcpListener::bind("127.0.0.1:0".parse()?)?;
+    /// driver.listen(listener)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn listen(&mut self, listener: TcpListener) -> Result<(), Error> {
+        self.insert(Kind::Listener(listener), Interest::READABLE)?;
+        Ok(())
+    }
+
+    /// Starts a client connection over `stream` (usually just made with
+    /// `mio::net::TcpStream::connect`, still connecting). The upgrade
+    /// request goes out once the stream is connected; [`Event::Open`]
+    /// follows the server's 101, or [`Event::Closed`] a refusal (its error
+    /// carries the status, headers and body).
+    ///
+    /// The masking keys are seeded from the standard library's per-process
+    /// random hash keys, so they are unpredictable to the peer as RFC 6455
+    /// §10.3 requires.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let poll = mio::Poll::new()?;
+    /// # let mut driver = sockeye_mio::Driver::new(poll.registry(), 0..16, Default::default())?;
+    /// # let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = server.local_addr()?;
+    /// use sockeye_mio::ClientRequest;
+    /// let request = ClientRequest::new("127.0.0.1", addr.port(), "/agent?session=42")
+    ///     .protocol("agent.v1")
+    ///     .header("Authorization", "Bearer t0k3n");
+    /// let stream = mio::net::TcpStream::connect(addr)?;
+    /// let id = driver.connect(stream, request, std::time::Instant::now())?;
+    /// # let _ = id; Ok(()) }
+    /// ```
+    pub fn connect(
+        &mut self,
+        stream: TcpStream,
+        request: ClientRequest,
+        now: Instant,
+    ) -> Result<ConnectionId, Error> {
+        stream.set_nodelay(true)?;
+        // SipHash under the process's secret random keys: unpredictable
+        // without a dependency on an OS randomness crate.
+        let seed = RandomState::new().hash_one(now);
+        let core = Connection::client(request, self.options.config.clone(), seed, now)?;
+        let mut conn = Conn::new(stream, core);
+        // The request waits in `out` until the connection is established,
+        // which mio reports as writable.
+        conn.write_blocked = true;
+        conn.write_interest = true;
+        self.add(conn, Interest::READABLE | Interest::WRITABLE)
+    }
+
+    /// Handles one event from the caller's poll. Returns `false` if its
+    /// token is not in the driver's range (it is the caller's own).
+    ///
+    /// It only notes readiness (and accepts on a listener): the reading and
+    /// writing happen in [`poll_event`](Self::poll_event).
+    pub fn handle_event(&mut self, event: &mio::event::Event, now: Instant) -> bool {
+        let Some(index) = self.index_of(event.token()) else {
+            return false;
+        };
+        match &mut self.slots[index].kind {
+            // A socket closed earlier in this batch of events.
+            Kind::Free => {}
+            Kind::Listener(_) => self.accept_all(index, now),
+            Kind::Conn(conn) => {
+                let closed = event.is_read_closed() || event.is_error();
+                conn.readable |= event.is_readable() || closed;
+                conn.read_closed |= closed;
+                if event.is_writable() || event.is_write_closed() || event.is_error() {
+                    conn.write_blocked = false;
+                }
+                self.wake(index);
+            }
+        }
+        true
+    }
+
+    /// Handles every deadline that has passed at `now`: heartbeats,
+    /// handshake and close timeouts. What they cause comes out of
+    /// [`poll_event`](Self::poll_event).
+    pub fn handle_timeouts(&mut self, now: Instant) {
+        while let Some(entry) = self.timers.pop_due(now) {
+            let Some(Slot {
+                generation,
+                kind: Kind::Conn(conn),
+            }) = self.slots.get_mut(entry.index)
+            else {
+                continue;
+            };
+            if *generation != entry.generation || conn.armed != Some(entry.at) {
+                continue;
+            }
+            conn.armed = None;
+            if let Phase::Active = conn.phase {
+                // It may be early (the deadline moved later since it was
+                // armed); the core ignores that, and the step re-arms.
+                conn.core.handle_timeout(now);
+            }
+            self.wake(entry.index);
+        }
+    }
+
+    /// How long the caller's poll may sleep: zero while connections have
+    /// work left, otherwise until the earliest deadline. `None`: no
+    /// deadline at all.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let poll = mio::Poll::new()?;
+    /// let driver = sockeye_mio::Driver::new(poll.registry(), 0..16, Default::default())?;
+    /// assert_eq!(driver.next_timeout(std::time::Instant::now()), None);
+    /// # Ok(()) }
+    /// ```
+    pub fn next_timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.ready.is_empty() || !self.later.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        self.timers
+            .next()
+            .map(|deadline| deadline.saturating_duration_since(now))
+    }
+
+    /// The next event of any connection; `None` when every connection has
+    /// done what it can for now. This is where the driver reads (until the
+    /// socket has no more, or the connection's turn is over) and writes.
+    ///
+    /// A connection's events come one at a time: the core decodes the next
+    /// message only when asked, so what the application sends in reaction
+    /// to one message goes out before anything a later frame causes.
+    pub fn poll_event(&mut self, now: Instant) -> Option<(ConnectionId, Event)> {
+        while let Some(&index) = self.ready.front() {
+            let generation = self.slots[index].generation;
+            match self.step(index, now) {
+                Step::Event(event) => return Some((ConnectionId { index, generation }, event)),
+                Step::Idle => {
+                    self.ready.pop_front();
+                    if let Kind::Conn(conn) = &mut self.slots[index].kind {
+                        conn.queued = false;
+                    }
+                }
+                Step::Deferred => {
+                    self.ready.pop_front();
+                    self.later.push_back(index);
+                }
+                Step::Free => {
+                    self.ready.pop_front();
+                    self.release(index);
+                }
+            }
+            self.budget = READ_BUDGET;
+        }
+        // The round is over. Connections with input left go first in the
+        // next one, after the caller has polled: a peer that never stops
+        // sending cannot starve the rest of the caller's loop.
+        std::mem::swap(&mut self.ready, &mut self.later);
+        None
+    }
+
+    /// Server: accepts the upgrade request of [`Event::Request`]. The 101
+    /// response is queued, and [`Event::Open`] follows.
+    pub fn accept(&mut self, id: ConnectionId, accept: Accept) -> Result<(), Error> {
+        self.conn_mut(id)?.core.accept(accept)?;
+        self.wake(id.index);
+        Ok(())
+    }
+
+    /// Server: answers the request of [`Event::Request`] or
+    /// [`Event::HttpRequest`] with a plain HTTP response (a refusal, or a
+    /// health check's answer). The transport closes once it is written;
+    /// [`Event::Closed`] follows.
+    pub fn respond(&mut self, id: ConnectionId, response: Response) -> Result<(), Error> {
+        self.conn_mut(id)?.core.respond(response)?;
+        self.wake(id.index);
+        Ok(())
+    }
+
+    /// Queues a message. Returns whether the connection's queue is still at
+    /// or under the high-water mark: after `false`, hold further messages
+    /// until [`Event::Drained`]. The message is queued either way; the
+    /// driver stops reading from the peer meanwhile.
+    ///
+    /// Sending one `Message` to many connections shares its payload.
+    pub fn send(
+        &mut self,
+        id: ConnectionId,
+        now: Instant,
+        message: Message,
+    ) -> Result<bool, Error> {
+        let high_water = self.options.write_buffer_high_water;
+        let conn = self.conn_mut(id)?;
+        conn.core.send(now, message).map_err(closing_is_closed)?;
+        let below = conn.buffered() <= high_water;
+        conn.owes_drained |= !below;
+        self.wake(id.index);
+        Ok(below)
+    }
+
+    /// Queues a ping with up to 125 bytes of payload. The heartbeat pings on
+    /// its own (see [`Config::ping_interval`]); this is for an application
+    /// that probes the peer itself. [`Event::Pong`] brings the answer.
+    pub fn ping(&mut self, id: ConnectionId, payload: Bytes) -> Result<(), Error> {
+        self.conn_mut(id)?
+            .core
+            .ping(payload)
+            .map_err(closing_is_closed)?;
+        self.wake(id.index);
+        Ok(())
+    }
+
+    /// Starts the close handshake: the close frame goes out after the
+    /// messages queued before it. [`Event::Closed`] follows when the
+    /// handshake completes or the close timeout passes.
+    pub fn close(
+        &mut self,
+        id: ConnectionId,
+        now: Instant,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<(), Error> {
+        self.conn_mut(id)?
+            .core
+            .close(now, code, reason)
+            .map_err(closing_is_closed)?;
+        self.wake(id.index);
+        Ok(())
+    }
+
+    /// Bytes queued on the connection and not yet written to the socket.
+    pub fn buffered_amount(&self, id: ConnectionId) -> Result<usize, Error> {
+        match self.slots.get(id.index) {
+            Some(Slot {
+                generation,
+                kind: Kind::Conn(conn),
+            }) if *generation == id.generation => Ok(conn.buffered()),
+            _ => Err(Error::Closed),
+        }
+    }
+
+    // ---- internals ----------------------------------------------------
+
+    fn index_of(&self, token: Token) -> Option<usize> {
+        self.tokens
+            .contains(&token.0)
+            .then(|| token.0 - self.tokens.start)
+            .filter(|&index| index < self.slots.len())
+    }
+
+    /// The connection behind `id`, if the application may still act on it.
+    fn conn_mut(&mut self, id: ConnectionId) -> Result<&mut Conn, Error> {
+        match self.slots.get_mut(id.index) {
+            Some(Slot {
+                generation,
+                kind: Kind::Conn(conn),
+            }) if *generation == id.generation && matches!(conn.phase, Phase::Active) => Ok(conn),
+            _ => Err(Error::Closed),
+        }
+    }
+
+    /// Puts `index` on the ready queue, once.
+    fn wake(&mut self, index: usize) {
+        if let Kind::Conn(conn) = &mut self.slots[index].kind
+            && !conn.queued
+        {
+            conn.queued = true;
+            self.ready.push_back(index);
+        }
+    }
+
+    /// Takes a free slot and registers the source in it.
+    fn insert(&mut self, mut kind: Kind, interest: Interest) -> Result<usize, Error> {
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None if self.slots.len() < self.tokens.len() => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    kind: Kind::Free,
+                });
+                self.slots.len() - 1
+            }
+            None => return Err(Error::NoTokens),
+        };
+        let token = Token(self.tokens.start + index);
+        if let Some(source) = kind.source()
+            && let Err(error) = self.registry.register(source, token, interest)
+        {
+            self.free.push(index);
+            return Err(error.into());
+        }
+        self.slots[index].kind = kind;
+        Ok(index)
+    }
+
+    fn add(&mut self, conn: Conn, interest: Interest) -> Result<ConnectionId, Error> {
+        let deadline = conn.core.poll_timeout();
+        let index = self.insert(Kind::Conn(Box::new(conn)), interest)?;
+        self.live += 1;
+        let generation = self.slots[index].generation;
+        self.arm(index, deadline);
+        Ok(ConnectionId { index, generation })
+    }
+
+    fn accept_all(&mut self, index: usize, now: Instant) {
+        loop {
+            let Kind::Listener(listener) = &self.slots[index].kind else {
+                return;
+            };
+            let stream = match listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    continue;
+                }
+                Err(error) => {
+                    // Out of descriptors, say: the connection stays in the
+                    // backlog until the next one arrives.
+                    tracing::warn!(%error, "accept failed");
+                    return;
+                }
+            };
+            let added = Connection::server(self.options.config.clone(), now)
+                .map_err(Error::from)
+                .and_then(|core| {
+                    stream.set_nodelay(true)?;
+                    // Data that came with the connection is reported by the
+                    // registration itself.
+                    self.add(Conn::new(stream, core), Interest::READABLE)
+                });
+            if let Err(error) = added {
+                tracing::warn!(%error, "connection dropped");
+            }
+        }
+    }
+
+    /// Drives the connection at `index` until it has an event for the
+    /// application or nothing more to do now; then re-registers and re-arms.
+    fn step(&mut self, index: usize, now: Instant) -> Step {
+        let token = Token(self.tokens.start + index);
+        let Kind::Conn(conn) = &mut self.slots[index].kind else {
+            return Step::Idle;
+        };
+        let mut ctx = Ctx {
+            options: &self.options,
+            read_buf: &mut self.read_buf,
+            budget: &mut self.budget,
+            now,
+        };
+        let step = conn.drive(&mut ctx);
+        if let Step::Idle | Step::Deferred = step {
+            let want = conn.write_blocked;
+            if want != conn.write_interest {
+                let interest = if want {
+                    Interest::READABLE | Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                if let Err(error) = self.registry.reregister(&mut conn.stream, token, interest) {
+                    return conn.fail(error);
+                }
+                conn.write_interest = want;
+            }
+            let deadline = conn.deadline();
+            self.arm(index, deadline);
+        }
+        step
+    }
+
+    fn arm(&mut self, index: usize, deadline: Option<Instant>) {
+        let slot = &mut self.slots[index];
+        if let Kind::Conn(conn) = &mut slot.kind {
+            self.timers
+                .arm(&mut conn.armed, deadline, index, slot.generation);
+        }
+        // Entries of closed connections and superseded deadlines wait for
+        // their time to be dropped; sweep them if they pile up (a burst of
+        // short connections, say).
+        if self.timers.len() > 2 * self.live + 1024 {
+            let slots = &self.slots;
+            self.timers.retain(|entry| {
+                matches!(
+                    &slots[entry.index],
+                    Slot { generation, kind: Kind::Conn(conn) }
+                        if *generation == entry.generation && conn.armed == Some(entry.at)
+                )
+            });
+        }
+    }
+
+    fn release(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        if let Kind::Conn(mut conn) = std::mem::replace(&mut slot.kind, Kind::Free) {
+            // Dropping the socket would remove it from the poll too; this
+            // says so, and keeps mio's debug checks happy.
+            let _ = self.registry.deregister(&mut conn.stream);
+            slot.generation = slot.generation.wrapping_add(1);
+            self.free.push(index);
+            self.live -= 1;
+        }
+    }
+}
+
+fn closing_is_closed(error: UsageError) -> Error {
+    match error {
+        UsageError::Closing => Error::Closed,
+        other => other.into(),
+    }
+}
+
+impl Conn {
+    fn new(stream: TcpStream, core: Connection) -> Self {
+        Self {
+            stream,
+            core,
+            out: VecDeque::new(),
+            out_bytes: 0,
+            phase: Phase::Active,
+            readable: false,
+            read_closed: false,
+            eof: false,
+            write_blocked: false,
+            write_interest: false,
+            owes_drained: false,
+            queued: false,
+            armed: None,
+        }
+    }
+
+    /// Bytes waiting to be written, here and in the core.
+    fn buffered(&self) -> usize {
+        self.out_bytes + self.core.buffered_amount()
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Active => self.core.poll_timeout(),
+            Phase::Finishing { until, .. } | Phase::Lingering { until } => Some(until),
+            Phase::Dead => None,
+        }
+    }
+
+    fn drive(&mut self, ctx: &mut Ctx<'_>) -> Step {
+        let high_water = ctx.options.write_buffer_high_water;
+        loop {
+            match self.phase {
+                Phase::Active => {
+                    if let Some(event) = self.core.poll_event() {
+                        if let sockeye_core::Event::Closed(closed) = &event {
+                            self.phase = Phase::Finishing {
+                                until: ctx.now + ctx.options.config.close_timeout,
+                                linger: matches!(
+                                    closed.error,
+                                    Some(sockeye_core::Error::Protocol(_))
+                                ),
+                            };
+                        }
+                        return Step::Event(event.into());
+                    }
+                    // Everything the application did in reaction to the
+                    // input so far goes out before more input is read.
+                    if let Err(error) = self.flush() {
+                        return self.fail(error);
+                    }
+                    if self.owes_drained && self.buffered() <= high_water {
+                        self.owes_drained = false;
+                        return Step::Event(Event::Drained);
+                    }
+                    if !self.readable || self.eof || self.buffered() > high_water {
+                        return Step::Idle;
+                    }
+                    if *ctx.budget == 0 {
+                        return Step::Deferred;
+                    }
+                    match self.read(ctx.read_buf) {
+                        Ok(0) => {
+                            self.eof = true;
+                            self.core.handle_eof(ctx.now);
+                        }
+                        Ok(n) => {
+                            *ctx.budget = ctx.budget.saturating_sub(n);
+                            self.core.handle_input(ctx.now, &ctx.read_buf[..n]);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(error) => return self.fail(error),
+                    }
+                }
+                Phase::Finishing { until, linger } => {
+                    if ctx.now >= until || self.flush().is_err() {
+                        return Step::Free;
+                    }
+                    if !self.out.is_empty() {
+                        return Step::Idle;
+                    }
+                    // The server closes TCP first (RFC 6455 §7.1.1); a
+                    // client gets here after the server has. Failing means
+                    // the peer is gone already, which is the goal.
+                    let _ = self.stream.shutdown(Shutdown::Write);
+                    if !linger || self.eof {
+                        return Step::Free;
+                    }
+                    self.phase = Phase::Lingering {
+                        until: ctx.now + ctx.options.config.close_timeout,
+                    };
+                }
+                Phase::Lingering { until } => {
+                    if ctx.now >= until {
+                        return Step::Free;
+                    }
+                    while self.readable {
+                        match self.read(ctx.read_buf) {
+                            Ok(0) => return Step::Free,
+                            Ok(_) => {}
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                            Err(_) => return Step::Free,
+                        }
+                    }
+                    return Step::Idle;
+                }
+                Phase::Dead => return Step::Free,
+            }
+        }
+    }
+
+    /// The transport broke: tell the application, unless the core already
+    /// has.
+    fn fail(&mut self, error: io::Error) -> Step {
+        if !matches!(self.phase, Phase::Active) {
+            return Step::Free;
+        }
+        tracing::debug!(%error, "transport failed");
+        self.phase = Phase::Dead;
+        Step::Event(Event::Closed {
+            closed: Box::new(Closed {
+                code: CloseCode::ABNORMAL,
+                reason: String::new(),
+                clean: false,
+                error: None,
+            }),
+            io_error: Some(error),
+        })
+    }
+
+    /// Reads once. `WouldBlock` means the readiness is used up.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match (&self.stream).read(buf) {
+                Ok(n) => {
+                    // A short read emptied the socket: more data, or the
+                    // peer's FIN, will come with a new event, so skip the
+                    // read that would only say `WouldBlock`. Unless the
+                    // event already said the peer closed: then read on to
+                    // the EOF.
+                    if n == 0 || (n < buf.len() && !self.read_closed) {
+                        self.readable = false;
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.readable = false;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Writes what the core has to send until done or the socket is full,
+    /// with vectored writes: frame headers and payloads are never copied
+    /// together, and partial writes resume where they stopped.
+    fn flush(&mut self) -> io::Result<()> {
+        loop {
+            while self.out.len() < MAX_TRANSMITS
+                && let Some(transmit) = self.core.poll_transmit()
+            {
+                if transmit.has_remaining() {
+                    self.out_bytes += transmit.remaining();
+                    self.out.push_back(transmit);
+                }
+            }
+            if self.out.is_empty() || self.write_blocked {
+                return Ok(());
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let mut used = 0;
+            for transmit in &self.out {
+                if used + 2 > MAX_SLICES {
+                    break;
+                }
+                used += transmit.chunks_vectored(&mut slices[used..]);
+            }
+            match (&self.stream).write_vectored(&slices[..used]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => self.advance(written),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.write_blocked = true;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn advance(&mut self, written: usize) {
+        self.out_bytes -= written;
+        let mut left = written;
+        while left > 0 {
+            let Some(front) = self.out.front_mut() else {
+                return;
+            };
+            let n = left.min(front.remaining());
+            front.advance(n);
+            left -= n;
+            if !front.has_remaining() {
+                self.out.pop_front();
+            }
+        }
+    }
+}
