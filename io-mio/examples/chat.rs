@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
-use sockeye_mio::{Accept, ConnectionId, Driver, Event, Message, Options};
+use sockeye_mio::{Accept, ConnectionId, CoreEvent, Driver, Event, Message, Options};
 
 /// The application's own token; the driver's range starts after it.
 const ADMIN: Token = Token(0);
@@ -70,7 +70,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
         while let Some((id, event)) = driver.poll_event(now) {
             match event {
-                Event::Request(request) => {
+                Event::Core(CoreEvent::Request(request)) => {
                     let name = request
                         .query
                         .clone()
@@ -79,11 +79,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         room.insert(id, Member { name, slow: false });
                     }
                 }
-                Event::Open(_) => {
+                Event::Core(CoreEvent::Open(_)) => {
                     let text = format!("{} joined", room[&id].name);
                     broadcast(&mut driver, &mut room, Some(id), now, text);
                 }
-                Event::Message(message) => {
+                Event::Core(CoreEvent::Message(message)) => {
                     let Some(text) = message.as_text() else {
                         continue;
                     };
@@ -95,7 +95,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         member.slow = false;
                     }
                 }
-                Event::Closed { .. } => {
+                Event::Core(CoreEvent::Closed(_)) => {
                     if let Some(member) = room.remove(&id) {
                         let text = format!("{} left", member.name);
                         broadcast(&mut driver, &mut room, None, now, text);

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use mio::net::TcpListener;
 use mio::{Events, Poll};
-use sockeye_mio::{Accept, Driver, Event, Options, Response};
+use sockeye_mio::{Accept, CoreEvent, Driver, Event, Options, Response};
 
 const USAGE: &str = "usage: echo_server [--bind ADDR | --port PORT]  (default 127.0.0.1:9002)";
 
@@ -38,15 +38,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // A connection that closed meanwhile refuses the call; its
             // Closed event is on its way, so the errors are not ours to act on.
             let _ = match event {
-                Event::Request(_) => driver.accept(id, Accept::default()),
-                Event::HttpRequest(_) => driver.respond(
+                Event::Core(CoreEvent::Request(_)) => driver.accept(id, Accept::default()),
+                Event::Core(CoreEvent::HttpRequest(_)) => driver.respond(
                     id,
                     Response::new(426, "this endpoint speaks WebSocket only")
                         .with_header("Upgrade", "websocket"),
                 ),
                 // Over the high-water mark the driver stops reading from
                 // this peer until it drains: that is the backpressure.
-                Event::Message(message) => driver.send(id, now, message).map(drop),
+                Event::Core(CoreEvent::Message(message)) => driver.send(id, now, message).map(drop),
                 _ => Ok(()),
             };
         }

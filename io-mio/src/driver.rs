@@ -17,7 +17,7 @@ use sockeye_core::{
 };
 
 use crate::timers::Timers;
-use crate::{ConnectionId, Error, Event};
+use crate::{ConnectionId, CoreEvent, Error, Event};
 
 /// Settings for every connection of a [`Driver`]: the protocol's, and the
 /// driver's own.
@@ -94,7 +94,7 @@ const MAX_TRANSMITS: usize = MAX_SLICES / 2;
 /// use std::time::Instant;
 /// use mio::net::{TcpListener, TcpStream};
 /// use mio::{Events, Poll};
-/// use sockeye_mio::{Accept, ClientRequest, CloseCode, Driver, Event, Message, Options};
+/// use sockeye_mio::{Accept, ClientRequest, CloseCode, CoreEvent, Driver, Event, Message, Options};
 ///
 /// let mut poll = Poll::new()?;
 /// let mut driver = Driver::new(poll.registry(), 0..1024, Options::default())?;
@@ -115,18 +115,18 @@ const MAX_TRANSMITS: usize = MAX_SLICES / 2;
 ///     driver.handle_timeouts(now);
 ///     while let Some((id, event)) = driver.poll_event(now) {
 ///         match event {
-///             Event::Request(_) => driver.accept(id, Accept::default())?,
-///             Event::Open(_) if id == client => {
+///             Event::Core(CoreEvent::Request(_)) => driver.accept(id, Accept::default())?,
+///             Event::Core(CoreEvent::Open(_)) if id == client => {
 ///                 driver.send(id, now, Message::text("hello"))?;
 ///             }
-///             Event::Message(message) if id == client => {
+///             Event::Core(CoreEvent::Message(message)) if id == client => {
 ///                 reply = Some(message);
 ///                 driver.close(id, now, CloseCode::NORMAL, "done")?;
 ///             }
-///             Event::Message(message) => {
+///             Event::Core(CoreEvent::Message(message)) => {
 ///                 driver.send(id, now, message)?;
 ///             }
-///             Event::Closed { closed: how, .. } => {
+///             Event::Core(CoreEvent::Closed(how)) => {
 ///                 assert!(how.clean);
 ///                 closed += 1;
 ///             }
@@ -191,7 +191,7 @@ enum Phase {
     /// the socket with unread input does not reset the connection under
     /// our close frame (the tokio driver does the same).
     Lingering { until: Instant },
-    /// The transport failed and the application has been told: free it.
+    /// The transport failed: tell the application, then free it.
     Dead,
 }
 
@@ -220,6 +220,8 @@ struct Conn {
     owes_drained: bool,
     /// In `ready` or `later`.
     queued: bool,
+    /// The transport failed and the application has had its `Closed`.
+    closed_reported: bool,
     /// The deadline of this connection's live timer entry.
     armed: Option<Instant>,
 }
@@ -275,8 +277,8 @@ impl Driver {
     }
 
     /// Accepts WebSocket connections on `listener`; each comes out of
-    /// [`poll_event`](Self::poll_event) as an [`Event::Request`] (or
-    /// [`Event::HttpRequest`]). When the token range is full, new
+    /// [`poll_event`](Self::poll_event) as a [`CoreEvent::Request`] (or
+    /// [`CoreEvent::HttpRequest`]). When the token range is full, new
     /// connections are closed at once.
     ///
     /// ```
@@ -294,8 +296,8 @@ impl Driver {
 
     /// Starts a client connection over `stream` (usually just made with
     /// `mio::net::TcpStream::connect`, still connecting). The upgrade
-    /// request goes out once the stream is connected; [`Event::Open`]
-    /// follows the server's 101, or [`Event::Closed`] a refusal (its error
+    /// request goes out once the stream is connected; [`CoreEvent::Open`]
+    /// follows the server's 101, or [`CoreEvent::Closed`] a refusal (its error
     /// carries the status, headers and body).
     ///
     /// The masking keys are seeded from the standard library's per-process
@@ -442,18 +444,18 @@ impl Driver {
         None
     }
 
-    /// Server: accepts the upgrade request of [`Event::Request`]. The 101
-    /// response is queued, and [`Event::Open`] follows.
+    /// Server: accepts the upgrade request of [`CoreEvent::Request`]. The 101
+    /// response is queued, and [`CoreEvent::Open`] follows.
     pub fn accept(&mut self, id: ConnectionId, accept: Accept) -> Result<(), Error> {
         self.conn_mut(id)?.core.accept(accept)?;
         self.wake(id.index);
         Ok(())
     }
 
-    /// Server: answers the request of [`Event::Request`] or
-    /// [`Event::HttpRequest`] with a plain HTTP response (a refusal, or a
+    /// Server: answers the request of [`CoreEvent::Request`] or
+    /// [`CoreEvent::HttpRequest`] with a plain HTTP response (a refusal, or a
     /// health check's answer). The transport closes once it is written;
-    /// [`Event::Closed`] follows.
+    /// [`CoreEvent::Closed`] follows.
     pub fn respond(&mut self, id: ConnectionId, response: Response) -> Result<(), Error> {
         self.conn_mut(id)?.core.respond(response)?;
         self.wake(id.index);
@@ -483,7 +485,7 @@ impl Driver {
 
     /// Queues a ping with up to 125 bytes of payload. The heartbeat pings on
     /// its own (see [`Config::ping_interval`]); this is for an application
-    /// that probes the peer itself. [`Event::Pong`] brings the answer.
+    /// that probes the peer itself. [`CoreEvent::Pong`] brings the answer.
     pub fn ping(&mut self, id: ConnectionId, payload: Bytes) -> Result<(), Error> {
         self.conn_mut(id)?
             .core
@@ -494,7 +496,7 @@ impl Driver {
     }
 
     /// Starts the close handshake: the close frame goes out after the
-    /// messages queued before it. [`Event::Closed`] follows when the
+    /// messages queued before it. [`CoreEvent::Closed`] follows when the
     /// handshake completes or the close timeout passes.
     pub fn close(
         &mut self,
@@ -711,6 +713,7 @@ impl Conn {
             write_interest: false,
             owes_drained: false,
             queued: false,
+            closed_reported: false,
             armed: None,
         }
     }
@@ -734,7 +737,7 @@ impl Conn {
             match self.phase {
                 Phase::Active => {
                     if let Some(event) = self.core.poll_event() {
-                        if let sockeye_core::Event::Closed(closed) = &event {
+                        if let CoreEvent::Closed(closed) = &event {
                             self.phase = Phase::Finishing {
                                 until: ctx.now + ctx.options.config.close_timeout,
                                 linger: matches!(
@@ -743,7 +746,7 @@ impl Conn {
                                 ),
                             };
                         }
-                        return Step::Event(event.into());
+                        return Step::Event(Event::Core(event));
                     }
                     // Everything the application did in reaction to the
                     // input so far goes out before more input is read.
@@ -805,28 +808,29 @@ impl Conn {
                     }
                     return Step::Idle;
                 }
-                Phase::Dead => return Step::Free,
+                Phase::Dead if self.closed_reported => return Step::Free,
+                Phase::Dead => {
+                    self.closed_reported = true;
+                    return Step::Event(Event::Core(CoreEvent::Closed(Box::new(Closed {
+                        code: CloseCode::ABNORMAL,
+                        reason: String::new(),
+                        clean: false,
+                        error: None,
+                    }))));
+                }
             }
         }
     }
 
-    /// The transport broke: tell the application, unless the core already
-    /// has.
+    /// The transport broke: tell the application, then close the
+    /// connection as the core would have (1006), unless it already has.
     fn fail(&mut self, error: io::Error) -> Step {
         if !matches!(self.phase, Phase::Active) {
             return Step::Free;
         }
         tracing::debug!(%error, "transport failed");
         self.phase = Phase::Dead;
-        Step::Event(Event::Closed {
-            closed: Box::new(Closed {
-                code: CloseCode::ABNORMAL,
-                reason: String::new(),
-                clean: false,
-                error: None,
-            }),
-            io_error: Some(error),
-        })
+        Step::Event(Event::Io(error))
     }
 
     /// Reads once. `WouldBlock` means the readiness is used up.

@@ -12,7 +12,7 @@
 //! ```no_run
 //! use std::time::Instant;
 //! use mio::{Events, Poll};
-//! use sockeye_mio::{Accept, Driver, Event, Options};
+//! use sockeye_mio::{Accept, CoreEvent, Driver, Event, Options};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut poll = Poll::new()?;
@@ -30,8 +30,8 @@
 //!     driver.handle_timeouts(now);
 //!     while let Some((id, event)) = driver.poll_event(now) {
 //!         match event {
-//!             Event::Request(_) => driver.accept(id, Accept::default())?,
-//!             Event::Message(message) => {
+//!             Event::Core(CoreEvent::Request(_)) => driver.accept(id, Accept::default())?,
+//!             Event::Core(CoreEvent::Message(message)) => {
 //!                 driver.send(id, now, message)?;
 //!             }
 //!             _ => {}
@@ -56,6 +56,7 @@ mod timers;
 pub use driver::{Driver, Options};
 pub use error::Error;
 pub use event::{ConnectionId, Event};
+pub use sockeye_core::Event as CoreEvent;
 pub use sockeye_core::{
     Accept, ClientRequest, CloseCode, CloseFrame, Closed, Config, Message, Request, Response,
     Upgraded,
