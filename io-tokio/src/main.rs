@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use sockeye_tokio::{Accept, CloseCode, Config, Error, Incoming, Options, Response};
+use sockeye_tokio::{Accept, CloseCode, Config, Error, Incoming, Options, Response, WebSocket};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -234,45 +234,19 @@ async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let started = Instant::now();
-    let _ = stream.set_nodelay(true);
-    let incoming = match Incoming::read(stream, options.clone()).await {
-        Ok(incoming) => incoming,
-        Err(error) => {
-            tracing::info!(%peer, %error, "handshake refused");
-            return;
-        }
-    };
-    if !incoming.is_upgrade() {
-        let response = match incoming.request().path.as_str() {
-            "/healthz" => Response::new(200, "ok\n"),
-            _ => Response::new(426, "this endpoint speaks WebSocket\n")
-                .with_header("Upgrade", "websocket")
-                .with_header("Sec-WebSocket-Version", "13"),
-        };
-        let status = response.status;
-        let path = incoming.request().path.clone();
-        let _ = incoming.respond(response).await;
-        tracing::debug!(%peer, %path, status, "http");
+    // The handshake's futures are large (the request, the driver moved from
+    // `Incoming` into the socket); boxed, they are freed once it is done
+    // instead of sizing every idle connection's task.
+    let Some((mut socket, path)) = Box::pin(open(stream, peer, options, has_slot)).await else {
         return;
-    }
-    if !has_slot {
-        tracing::warn!(%peer, "refused: connection limit reached");
-        let _ = incoming
-            .respond(Response::new(503, "too many connections\n"))
-            .await;
-        return;
-    }
-    let path = incoming.request().path.clone();
-    let mut socket = match incoming.accept(Accept::default()).await {
-        Ok(socket) => socket,
-        Err(error) => {
-            tracing::info!(%peer, %error, "accept failed");
-            return;
-        }
     };
     tracing::info!(%peer, %path, "open");
     let error: Option<Error> = loop {
         tokio::select! {
+            // Messages first: the shutdown branch is then polled (and its
+            // waiter registered) only when no message is ready, not once per
+            // message.
+            biased;
             message = socket.recv() => match message {
                 Some(Ok(message)) => {
                     if let Err(error) = socket.feed(message).await {
@@ -296,5 +270,51 @@ async fn serve_connection(
             tracing::info!(%peer, code = closed.map(|c| c.code.as_u16()), %error, duration_ms, "close")
         }
         (None, None) => tracing::info!(%peer, duration_ms, "close"),
+    }
+}
+
+/// Reads the request and answers it: an upgrade is accepted (while there is
+/// a connection slot), `/healthz` gets 200 and other plain requests 426.
+async fn open(
+    stream: TcpStream,
+    peer: SocketAddr,
+    options: &Options,
+    has_slot: bool,
+) -> Option<(WebSocket<TcpStream>, String)> {
+    let _ = stream.set_nodelay(true);
+    let incoming = match Incoming::read(stream, options.clone()).await {
+        Ok(incoming) => incoming,
+        Err(error) => {
+            tracing::info!(%peer, %error, "handshake refused");
+            return None;
+        }
+    };
+    if !incoming.is_upgrade() {
+        let response = match incoming.request().path.as_str() {
+            "/healthz" => Response::new(200, "ok\n"),
+            _ => Response::new(426, "this endpoint speaks WebSocket\n")
+                .with_header("Upgrade", "websocket")
+                .with_header("Sec-WebSocket-Version", "13"),
+        };
+        let status = response.status;
+        let path = incoming.request().path.clone();
+        let _ = incoming.respond(response).await;
+        tracing::debug!(%peer, %path, status, "http");
+        return None;
+    }
+    if !has_slot {
+        tracing::warn!(%peer, "refused: connection limit reached");
+        let _ = incoming
+            .respond(Response::new(503, "too many connections\n"))
+            .await;
+        return None;
+    }
+    let path = incoming.request().path.clone();
+    match incoming.accept(Accept::default()).await {
+        Ok(socket) => Some((socket, path)),
+        Err(error) => {
+            tracing::info!(%peer, %error, "accept failed");
+            None
+        }
     }
 }
