@@ -61,6 +61,12 @@ pub struct Config {
     /// Close the connection with 1001 after this long without a data message
     /// in either direction. `None` (the default) never does.
     pub idle_timeout: Option<Duration>,
+    /// Backpressure for drivers: while more than this many bytes wait for
+    /// the transport ([`buffered_amount`](crate::Connection::buffered_amount)
+    /// plus what the driver holds), a driver stops taking sends (tokio's
+    /// `send` waits) or reports it (mio). The core itself queues whatever it
+    /// is given. Default 256 KiB.
+    pub write_buffer_high_water: usize,
 }
 
 impl Default for Config {
@@ -77,6 +83,7 @@ impl Default for Config {
             ping_interval: Some(Duration::from_secs(30)),
             max_missed_pongs: 3,
             idle_timeout: None,
+            write_buffer_high_water: 256 * 1024,
         }
     }
 }
@@ -133,6 +140,9 @@ impl Config {
         }
         if self.idle_timeout.is_some_and(|d| d.is_zero()) {
             return fail("idle_timeout", "must be longer than zero");
+        }
+        if self.write_buffer_high_water == 0 {
+            return fail("write_buffer_high_water", "must be at least 1 byte");
         }
         Ok(())
     }
@@ -226,6 +236,13 @@ mod tests {
                     ..Config::default()
                 },
                 "idle_timeout",
+            ),
+            (
+                Config {
+                    write_buffer_high_water: 0,
+                    ..Config::default()
+                },
+                "write_buffer_high_water",
             ),
         ];
         for (config, field) in cases {

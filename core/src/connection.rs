@@ -269,6 +269,11 @@ impl Connection {
         }
     }
 
+    /// The settings it runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Which end this is.
     pub fn role(&self) -> Role {
         self.role

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
-use sockeye_mio::{Accept, ConnectionId, CoreEvent, Driver, Event, Message, Options};
+use sockeye_mio::{Accept, Config, ConnectionId, CoreEvent, Driver, Event, Message};
 
 /// The application's own token; the driver's range starts after it.
 const ADMIN: Token = Token(0);
@@ -31,7 +31,7 @@ struct Member {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::args().nth(1).unwrap_or("127.0.0.1:9003".into());
     let mut poll = Poll::new()?;
-    let mut driver = Driver::new(poll.registry(), 1..10_001, Options::default())?;
+    let mut driver = Driver::new(poll.registry(), 1..10_001, Config::default())?;
     driver.listen(TcpListener::bind(addr.parse()?)?)?;
     // An application source in the same poll: a second port where any
     // connection just gets the head count (a stand-in for the game

@@ -14,14 +14,14 @@ use std::time::Instant;
 
 use mio::net::TcpListener;
 use mio::{Events, Poll};
-use sockeye_mio::{Accept, CoreEvent, Driver, Event, Options, Response};
+use sockeye_mio::{Accept, Config, CoreEvent, Driver, Event, Response};
 
 const USAGE: &str = "usage: echo_server [--bind ADDR | --port PORT]  (default 127.0.0.1:9002)";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bind = parse_bind(std::env::args().skip(1))?;
     let mut poll = Poll::new()?;
-    let mut driver = Driver::new(poll.registry(), 0..1 << 20, Options::default())?;
+    let mut driver = Driver::new(poll.registry(), 0..1 << 20, Config::default())?;
     let listener = TcpListener::bind(bind)?;
     eprintln!("echo_server: listening on ws://{}", listener.local_addr()?);
     driver.listen(listener)?;

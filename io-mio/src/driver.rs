@@ -19,40 +19,6 @@ use sockeye_core::{
 use crate::timers::Timers;
 use crate::{ConnectionId, CoreEvent, Error, Event};
 
-/// Settings for every connection of a [`Driver`]: the protocol's, and the
-/// driver's own.
-///
-/// ```
-/// use std::time::Duration;
-/// use sockeye_mio::{Config, Options};
-/// let options = Options {
-///     config: Config { ping_interval: Some(Duration::from_secs(10)), ..Config::default() },
-///     write_buffer_high_water: 1 << 20,
-/// };
-/// assert!(options.config.validate().is_ok());
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Options {
-    /// Limits, timeouts and heartbeat: see [`sockeye_core::Config`]. Its
-    /// `close_timeout` also bounds how long a closed connection may take
-    /// to write its last bytes, and to linger after a protocol failure.
-    pub config: Config,
-    /// Per connection: above this many queued bytes, [`Driver::send`]
-    /// returns `false`, the driver stops reading from the peer, and
-    /// [`Event::Drained`] follows once the queue is back at or below it.
-    /// Default 256 KiB.
-    pub write_buffer_high_water: usize,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            config: Config::default(),
-            write_buffer_high_water: 256 * 1024,
-        }
-    }
-}
-
 /// Bytes per read, into one buffer the driver shares between its
 /// connections: the core copies what it keeps, so an idle connection holds
 /// no read buffer.
@@ -94,10 +60,10 @@ const MAX_TRANSMITS: usize = MAX_SLICES / 2;
 /// use std::time::Instant;
 /// use mio::net::{TcpListener, TcpStream};
 /// use mio::{Events, Poll};
-/// use sockeye_mio::{Accept, ClientRequest, CloseCode, CoreEvent, Driver, Event, Message, Options};
+/// use sockeye_mio::{Accept, ClientRequest, CloseCode, CoreEvent, Driver, Event, Message, Config};
 ///
 /// let mut poll = Poll::new()?;
-/// let mut driver = Driver::new(poll.registry(), 0..1024, Options::default())?;
+/// let mut driver = Driver::new(poll.registry(), 0..1024, Config::default())?;
 /// let listener = TcpListener::bind("127.0.0.1:0".parse()?)?;
 /// let addr = listener.local_addr()?;
 /// driver.listen(listener)?;
@@ -140,7 +106,13 @@ const MAX_TRANSMITS: usize = MAX_SLICES / 2;
 pub struct Driver {
     registry: Registry,
     tokens: Range<usize>,
-    options: Options,
+    /// Every connection's settings; `close_timeout` also bounds how long a
+    /// closed connection may take to write its last bytes, and to linger
+    /// after a protocol failure. Above `write_buffer_high_water` queued
+    /// bytes, [`Driver::send`] returns `false`, the driver stops reading
+    /// from the peer, and [`Event::Drained`] follows once the queue is back
+    /// at or below it.
+    config: Config,
     slots: Vec<Slot>,
     free: Vec<usize>,
     /// Connections in `slots`.
@@ -240,7 +212,7 @@ enum Step {
 
 /// What a connection needs from the driver while it is driven.
 struct Ctx<'a> {
-    options: &'a Options,
+    config: &'a Config,
     read_buf: &'a mut [u8],
     budget: &'a mut usize,
     now: Instant,
@@ -259,12 +231,12 @@ impl Driver {
     /// let driver = sockeye_mio::Driver::new(poll.registry(), 1..100_001, Default::default())?;
     /// # drop(driver); Ok(()) }
     /// ```
-    pub fn new(registry: &Registry, tokens: Range<usize>, options: Options) -> Result<Self, Error> {
-        options.config.validate()?;
+    pub fn new(registry: &Registry, tokens: Range<usize>, config: Config) -> Result<Self, Error> {
+        config.validate()?;
         Ok(Self {
             registry: registry.try_clone()?,
             tokens,
-            options,
+            config,
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
@@ -328,7 +300,7 @@ impl Driver {
         // SipHash under the process's secret random keys: unpredictable
         // without a dependency on an OS randomness crate.
         let seed = RandomState::new().hash_one(now);
-        let core = Connection::client(request, self.options.config.clone(), seed, now)?;
+        let core = Connection::client(request, self.config.clone(), seed, now)?;
         let mut conn = Conn::new(stream, core);
         // The request waits in `out` until the connection is established,
         // which mio reports as writable.
@@ -474,7 +446,7 @@ impl Driver {
         now: Instant,
         message: Message,
     ) -> Result<bool, Error> {
-        let high_water = self.options.write_buffer_high_water;
+        let high_water = self.config.write_buffer_high_water;
         let conn = self.conn_mut(id)?;
         conn.core.send(now, message).map_err(closing_is_closed)?;
         let below = conn.buffered() <= high_water;
@@ -610,7 +582,7 @@ impl Driver {
                     return;
                 }
             };
-            let added = Connection::server(self.options.config.clone(), now)
+            let added = Connection::server(self.config.clone(), now)
                 .map_err(Error::from)
                 .and_then(|core| {
                     stream.set_nodelay(true)?;
@@ -632,7 +604,7 @@ impl Driver {
             return Step::Idle;
         };
         let mut ctx = Ctx {
-            options: &self.options,
+            config: &self.config,
             read_buf: &mut self.read_buf,
             budget: &mut self.budget,
             now,
@@ -732,14 +704,14 @@ impl Conn {
     }
 
     fn drive(&mut self, ctx: &mut Ctx<'_>) -> Step {
-        let high_water = ctx.options.write_buffer_high_water;
+        let high_water = ctx.config.write_buffer_high_water;
         loop {
             match self.phase {
                 Phase::Active => {
                     if let Some(event) = self.core.poll_event() {
                         if let CoreEvent::Closed(closed) = &event {
                             self.phase = Phase::Finishing {
-                                until: ctx.now + ctx.options.config.close_timeout,
+                                until: ctx.now + ctx.config.close_timeout,
                                 linger: matches!(
                                     closed.error,
                                     Some(sockeye_core::Error::Protocol(_))
@@ -791,7 +763,7 @@ impl Conn {
                         return Step::Free;
                     }
                     self.phase = Phase::Lingering {
-                        until: ctx.now + ctx.options.config.close_timeout,
+                        until: ctx.now + ctx.config.close_timeout,
                     };
                 }
                 Phase::Lingering { until } => {

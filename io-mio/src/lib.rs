@@ -12,11 +12,11 @@
 //! ```no_run
 //! use std::time::Instant;
 //! use mio::{Events, Poll};
-//! use sockeye_mio::{Accept, CoreEvent, Driver, Event, Options};
+//! use sockeye_mio::{Accept, CoreEvent, Driver, Event, Config};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut poll = Poll::new()?;
-//! let mut driver = Driver::new(poll.registry(), 1..100_001, Options::default())?;
+//! let mut driver = Driver::new(poll.registry(), 1..100_001, Config::default())?;
 //! driver.listen(mio::net::TcpListener::bind("127.0.0.1:9002".parse()?)?)?;
 //! let mut events = Events::with_capacity(1024);
 //! loop {
@@ -53,7 +53,7 @@ mod error;
 mod event;
 mod timers;
 
-pub use driver::{Driver, Options};
+pub use driver::Driver;
 pub use error::Error;
 pub use event::{ConnectionId, Event};
 pub use sockeye_core::Event as CoreEvent;

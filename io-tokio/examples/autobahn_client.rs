@@ -7,20 +7,17 @@
 //!     target/release/examples/autobahn_client @URL@ @AGENT@
 //! ```
 
-use sockeye_tokio::{Client, Config, Error, Options};
+use sockeye_tokio::{Client, Config, Error};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let mut args = std::env::args().skip(1);
     let url = args.next().unwrap_or_else(|| "ws://127.0.0.1:9001".into());
     let agent = args.next().unwrap_or_else(|| "sockeye".into());
-    let options = Options {
+    let config = Config {
         // Case 9.x sends 16 MiB messages.
-        config: Config {
-            max_message_size: 64 << 20,
-            ..Config::default()
-        },
-        ..Options::default()
+        max_message_size: 64 << 20,
+        ..Config::default()
     };
 
     let mut counter = Client::new(format!("{url}/getCaseCount")).connect().await?;
@@ -35,11 +32,7 @@ async fn main() -> Result<(), Error> {
 
     for case in 1..=count {
         let case_url = format!("{url}/runCase?case={case}&agent={agent}");
-        let mut socket = match Client::new(case_url)
-            .options(options.clone())
-            .connect()
-            .await
-        {
+        let mut socket = match Client::new(case_url).config(config.clone()).connect().await {
             Ok(socket) => socket,
             Err(error) => {
                 eprintln!("case {case}: {error}");

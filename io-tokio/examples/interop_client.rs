@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use sockeye_core::{Error as CoreError, ProtocolError, ResponseError};
-use sockeye_tokio::{Client, CloseCode, Config, Error, Message, Options, WebSocket};
+use sockeye_tokio::{Client, CloseCode, Config, Error, Message, WebSocket};
 use tokio::net::TcpStream;
 
 type Socket = WebSocket<TcpStream>;
@@ -90,10 +90,7 @@ async fn run(scenario: impl Future<Output = Outcome>) -> Outcome {
 async fn open(base: &str, path: &str, config: Config) -> Result<Socket, String> {
     let url = format!("{base}{path}");
     Client::new(&url)
-        .options(Options {
-            config,
-            ..Options::default()
-        })
+        .config(config)
         .connect()
         .await
         .map_err(|e| format!("connecting to {url}: {e}"))

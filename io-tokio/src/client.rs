@@ -2,14 +2,14 @@
 
 use std::future::poll_fn;
 
-use sockeye_core::{ClientRequest, Connection, Event};
+use sockeye_core::{ClientRequest, Config, Connection, Event};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::driver::{Driver, Options};
+use crate::driver::Driver;
 use crate::{Error, WebSocket};
 
-/// Opens client connections: a URL plus subprotocols, headers and options.
+/// Opens client connections: a URL plus subprotocols, headers and a config.
 ///
 /// ```no_run
 /// use sockeye_tokio::{Client, Message};
@@ -28,7 +28,7 @@ pub struct Client {
     url: String,
     protocols: Vec<String>,
     headers: Vec<(String, Vec<u8>)>,
-    options: Options,
+    config: Config,
 }
 
 /// The parts of a `ws://` or `wss://` URL.
@@ -48,7 +48,7 @@ impl Client {
             url: url.into(),
             protocols: Vec::new(),
             headers: Vec::new(),
-            options: Options::default(),
+            config: Config::default(),
         }
     }
 
@@ -64,9 +64,9 @@ impl Client {
         self
     }
 
-    /// Sets the options.
-    pub fn options(mut self, options: Options) -> Self {
-        self.options = options;
+    /// Sets the limits, timeouts, heartbeat and write high-water mark.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
         self
     }
 
@@ -81,7 +81,7 @@ impl Client {
         // The handshake timeout bounds the TCP connect too: an unreachable
         // host must not hang the caller for the kernel's minutes of SYN
         // retries.
-        let timeout = self.options.config.handshake_timeout;
+        let timeout = self.config.handshake_timeout;
         let stream = tokio::time::timeout(
             timeout,
             TcpStream::connect((target.host.as_str(), target.port)),
@@ -122,11 +122,11 @@ impl Client {
         }
         let conn = Connection::client(
             request,
-            self.options.config.clone(),
+            self.config,
             masking_seed()?,
             tokio::time::Instant::now().into_std(),
         )?;
-        let mut driver = Driver::new(stream, conn, &self.options);
+        let mut driver = Driver::new(stream, conn);
         match poll_fn(|cx| driver.poll_handshake(cx)).await? {
             Event::Open(upgraded) => Ok(WebSocket::from_driver(driver, upgraded)),
             other => unreachable!("a client's first event is Open or Closed, not {other:?}"),
@@ -193,7 +193,7 @@ impl Client {
     }
 }
 
-/// Connects to a `ws://` URL with default options.
+/// Connects to a `ws://` URL with the default config.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), sockeye_tokio::Error> {

@@ -14,39 +14,11 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use sockeye_core::{CloseCode, Closed, Config, Connection, Event, Message, Transmit, UsageError};
+use sockeye_core::{CloseCode, Closed, Connection, Event, Message, Transmit, UsageError};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use crate::Error;
-
-/// Settings for a socket: the protocol's, and the driver's own.
-///
-/// ```
-/// use sockeye_tokio::Options;
-/// let options = Options {
-///     write_buffer_high_water: 1 << 20,
-///     ..Options::default()
-/// };
-/// assert!(options.config.validate().is_ok());
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Options {
-    /// Limits, timeouts and heartbeat: see [`sockeye_core::Config`].
-    pub config: Config,
-    /// `send` and `feed` wait while more than this many bytes are queued for
-    /// the transport. Default 256 KiB.
-    pub write_buffer_high_water: usize,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            config: Config::default(),
-            write_buffer_high_water: 256 * 1024,
-        }
-    }
-}
 
 /// Bytes read per call, into a buffer on the stack: the core copies what it
 /// keeps, so an idle connection holds no read buffer at all.
@@ -85,20 +57,21 @@ fn now() -> std::time::Instant {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
-    pub(crate) fn new(io: S, conn: Connection, options: &Options) -> Self {
+    pub(crate) fn new(io: S, conn: Connection) -> Self {
+        let config = conn.config();
         Self {
+            high_water: config.write_buffer_high_water,
+            linger: config.close_timeout,
             io,
             conn,
             out: VecDeque::new(),
             out_bytes: 0,
-            high_water: options.write_buffer_high_water,
             timer: None,
             inbox: VecDeque::new(),
             closed: None,
             error_reported: false,
             shut_down: false,
             close_requested: false,
-            linger: options.config.close_timeout,
             linger_until: None,
         }
     }
@@ -470,7 +443,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 
 #[cfg(test)]
 mod tests {
-    use sockeye_core::{Accept, ProtocolError};
+    use sockeye_core::{Accept, Config, ProtocolError};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
@@ -502,14 +475,11 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             let (stream, _) = listener.accept().await.unwrap();
-            let options = Options {
-                config: Config {
-                    max_message_size: 1024,
-                    ..Config::default()
-                },
-                ..Options::default()
+            let config = Config {
+                max_message_size: 1024,
+                ..Config::default()
             };
-            let incoming = Incoming::read(stream, options).await.unwrap();
+            let incoming = Incoming::read(stream, config).await.unwrap();
             let mut socket = incoming.accept(Accept::default()).await.unwrap();
             socket.recv().await
         });

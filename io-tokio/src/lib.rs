@@ -10,7 +10,7 @@
 //!   on any `AsyncRead + AsyncWrite` stream; [`WebSocket::from_upgraded`]
 //!   when hyper or axum did the HTTP upgrade.
 //! * Client: [`connect`] to a `ws://` URL, or [`Client`] for subprotocols,
-//!   headers, options and caller-supplied streams.
+//!   headers, a config and caller-supplied streams.
 //! * [`WebSocket`]: `recv`/`send`/`feed`/`close`, a `Stream` and a `Sink`,
 //!   and [`split`](WebSocket::split) into halves for two tasks.
 //!
@@ -36,7 +36,6 @@ mod server;
 mod socket;
 
 pub use client::{Client, connect};
-pub use driver::Options;
 pub use error::Error;
 pub use server::{Incoming, accept};
 pub use socket::{ReadHalf, WebSocket, WriteHalf};

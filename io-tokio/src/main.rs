@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use sockeye_tokio::{Accept, CloseCode, Config, Error, Incoming, Options, Response, WebSocket};
+use sockeye_tokio::{Accept, CloseCode, Config, Error, Incoming, Response, WebSocket};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -87,8 +87,8 @@ fn main() -> std::process::ExitCode {
         eprintln!("sockeye: {message}");
         return std::process::ExitCode::from(2);
     }
-    let options = match serve.options() {
-        Ok(options) => options,
+    let config = match serve.config() {
+        Ok(config) => config,
         Err(message) => {
             eprintln!("sockeye: {message}");
             return std::process::ExitCode::from(2);
@@ -106,7 +106,7 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
         .expect("the tokio runtime starts");
-    match runtime.block_on(run(serve, options)) {
+    match runtime.block_on(run(serve, config)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "server failed");
@@ -130,7 +130,7 @@ fn init_logging(serve: &Serve) -> Result<(), String> {
 }
 
 impl Serve {
-    fn options(&self) -> Result<Options, String> {
+    fn config(&self) -> Result<Config, String> {
         let seconds = |name: &str, value: f64| {
             Duration::try_from_secs_f64(value)
                 .map_err(|_| format!("--{name} must be a number of seconds ≥ 0, not {value}"))
@@ -148,19 +148,16 @@ impl Serve {
             ..Config::default()
         };
         config.validate().map_err(|e| e.to_string())?;
-        Ok(Options {
-            config,
-            ..Options::default()
-        })
+        Ok(config)
     }
 }
 
-async fn run(serve: Serve, options: Options) -> std::io::Result<()> {
+async fn run(serve: Serve, config: Config) -> std::io::Result<()> {
     let listener = TcpListener::bind(serve.bind).await?;
     tracing::info!(addr = %listener.local_addr()?, mode = ?serve.mode, "listening");
     let (shutdown_tx, shutdown) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(serve.max_connections));
-    let options = Arc::new(options);
+    let config = Arc::new(config);
     let mut connections = JoinSet::new();
     let signal = shutdown_signal();
     tokio::pin!(signal);
@@ -178,10 +175,10 @@ async fn run(serve: Serve, options: Options) -> std::io::Result<()> {
                     }
                 };
                 let slot = slots.clone().try_acquire_owned().ok();
-                let options = options.clone();
+                let config = config.clone();
                 let shutdown = shutdown.clone();
                 connections.spawn(async move {
-                    serve_connection(stream, peer, &options, slot.is_some(), shutdown).await;
+                    serve_connection(stream, peer, &config, slot.is_some(), shutdown).await;
                     drop(slot);
                 });
             }
@@ -229,7 +226,7 @@ async fn shutdown_signal() {
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    options: &Options,
+    config: &Config,
     has_slot: bool,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -237,7 +234,7 @@ async fn serve_connection(
     // The handshake's futures are large (the request, the driver moved from
     // `Incoming` into the socket); boxed, they are freed once it is done
     // instead of sizing every idle connection's task.
-    let Some((mut socket, path)) = Box::pin(open(stream, peer, options, has_slot)).await else {
+    let Some((mut socket, path)) = Box::pin(open(stream, peer, config, has_slot)).await else {
         return;
     };
     tracing::info!(%peer, %path, "open");
@@ -278,11 +275,11 @@ async fn serve_connection(
 async fn open(
     stream: TcpStream,
     peer: SocketAddr,
-    options: &Options,
+    config: &Config,
     has_slot: bool,
 ) -> Option<(WebSocket<TcpStream>, String)> {
     let _ = stream.set_nodelay(true);
-    let incoming = match Incoming::read(stream, options.clone()).await {
+    let incoming = match Incoming::read(stream, config.clone()).await {
         Ok(incoming) => incoming,
         Err(error) => {
             tracing::info!(%peer, %error, "handshake refused");

@@ -2,10 +2,10 @@
 
 use std::future::poll_fn;
 
-use sockeye_core::{Accept, Connection, Event, Request, Response, Upgraded};
+use sockeye_core::{Accept, Config, Connection, Event, Request, Response, Upgraded};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::driver::{Driver, Options};
+use crate::driver::Driver;
 use crate::{Error, WebSocket};
 
 /// A request read from a client, waiting for the application's answer.
@@ -16,9 +16,9 @@ use crate::{Error, WebSocket};
 /// `/healthz` on the same port.
 ///
 /// ```no_run
-/// use sockeye_tokio::{Accept, Incoming, Options, Response};
+/// use sockeye_tokio::{Accept, Config, Incoming, Response};
 /// # async fn handle(stream: tokio::net::TcpStream) -> Result<(), sockeye_tokio::Error> {
-/// let incoming = Incoming::read(stream, Options::default()).await?;
+/// let incoming = Incoming::read(stream, Config::default()).await?;
 /// if !incoming.is_upgrade() {
 ///     return incoming.respond(Response::new(200, "ok")).await;
 /// }
@@ -39,13 +39,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Incoming<S> {
     /// by the core with the right status (400, 426, 431, or 408 when the
     /// handshake timeout passes) and comes back as
     /// [`Error::Connection`] carrying a [`RequestError`](sockeye_core::RequestError).
-    pub async fn read(io: S, options: Options) -> Result<Self, Error> {
-        let conn = Connection::server(
-            options.config.clone(),
-            tokio::time::Instant::now().into_std(),
-        )
-        .map_err(sockeye_core::UsageError::from)?;
-        let mut driver = Driver::new(io, conn, &options);
+    pub async fn read(io: S, config: Config) -> Result<Self, Error> {
+        let conn = Connection::server(config, tokio::time::Instant::now().into_std())
+            .map_err(sockeye_core::UsageError::from)?;
+        let mut driver = Driver::new(io, conn);
         let (request, upgrade) = match poll_fn(|cx| driver.poll_handshake(cx)).await? {
             Event::Request(request) => (request, true),
             Event::HttpRequest(request) => (request, false),
@@ -91,7 +88,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Incoming<S> {
     }
 }
 
-/// Accepts a WebSocket connection on `io` with default options, for any path
+/// Accepts a WebSocket connection on `io` with the default config, for any path
 /// and origin. A plain HTTP request gets `426 Upgrade Required` and comes back
 /// as [`Error::Responded`].
 ///
@@ -111,7 +108,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Incoming<S> {
 /// # }
 /// ```
 pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(io: S) -> Result<WebSocket<S>, Error> {
-    let incoming = Incoming::read(io, Options::default()).await?;
+    let incoming = Incoming::read(io, Config::default()).await?;
     if !incoming.is_upgrade() {
         let response = Response::new(426, "this endpoint speaks WebSocket only")
             .with_header("Upgrade", "websocket")

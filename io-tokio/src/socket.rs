@@ -8,12 +8,12 @@ use std::task::{Context, Poll, Wake, Waker};
 use bytes::Bytes;
 use futures_core::Stream;
 use futures_sink::Sink;
-use sockeye_core::{CloseCode, Closed, Connection, Message, Role, Upgraded};
+use sockeye_core::{CloseCode, Closed, Config, Connection, Message, Role, Upgraded};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::Error;
 use crate::client::masking_seed;
-use crate::driver::{Driver, Options};
+use crate::driver::Driver;
 
 /// A WebSocket connection over any `AsyncRead + AsyncWrite` stream: a
 /// `TcpStream`, a TLS stream, or an upgraded hyper connection.
@@ -26,7 +26,7 @@ use crate::driver::{Driver, Options};
 ///   `tokio::select!`, say), no bytes and no message are lost; the next call
 ///   picks up where it stopped.
 /// * [`send`](Self::send) queues and writes; it waits while more than
-///   [`Options::write_buffer_high_water`] bytes are queued.
+///   [`Config::write_buffer_high_water`] bytes are queued.
 ///   [`feed`](Self::feed) queues without writing: the next `recv` that has
 ///   to wait for input, or [`flush`](Self::flush), writes everything queued
 ///   in as few writes as possible.
@@ -59,12 +59,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// response headers), for [`handshake`](Self::handshake).
     ///
     /// ```no_run
-    /// use sockeye_tokio::{Options, Role, Upgraded, WebSocket};
+    /// use sockeye_tokio::{Config, Role, Upgraded, WebSocket};
     /// # async fn run(upgraded_io: tokio::net::TcpStream) -> Result<(), sockeye_tokio::Error> {
     /// // With hyper: `hyper::upgrade::on(request).await?`, wrapped in
     /// // `hyper_util::rt::TokioIo`, after answering 101.
     /// let agreed = Upgraded { protocol: None, headers: Vec::new() };
-    /// let mut socket = WebSocket::from_upgraded(upgraded_io, Role::Server, agreed, Options::default())?;
+    /// let mut socket = WebSocket::from_upgraded(upgraded_io, Role::Server, agreed, Config::default())?;
     /// while let Some(message) = socket.recv().await {
     ///     socket.send(message?).await?;
     /// }
@@ -74,16 +74,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         io: S,
         role: Role,
         upgraded: Upgraded,
-        options: Options,
+        config: Config,
     ) -> Result<Self, Error> {
         let seed = match role {
             Role::Client => masking_seed()?,
             Role::Server => 0,
         };
         let now = tokio::time::Instant::now().into_std();
-        let conn = Connection::upgraded(role, options.config.clone(), seed, now)
+        let conn = Connection::upgraded(role, config, seed, now)
             .map_err(sockeye_core::UsageError::from)?;
-        Ok(Self::from_driver(Driver::new(io, conn, &options), upgraded))
+        Ok(Self::from_driver(Driver::new(io, conn), upgraded))
     }
 
     /// The outcome of the handshake: the subprotocol in use and the headers

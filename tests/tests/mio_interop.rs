@@ -23,7 +23,7 @@ use mio::{Events, Poll, Token, Waker};
 use sockeye_core::{Error as CoreError, ProtocolError, ResponseError};
 use sockeye_mio::{
     Accept, ClientRequest, CloseCode, Closed, Config, ConnectionId, CoreEvent, Driver, Event,
-    Message, Options, Response,
+    Message, Response,
 };
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{
@@ -41,10 +41,10 @@ async fn within<F: Future>(what: &str, future: F) -> F::Output {
         .unwrap_or_else(|_| panic!("{what}: no progress within {STEP:?}"))
 }
 
-fn config(edit: impl FnOnce(&mut Config)) -> Options {
-    let mut options = Options::default();
-    edit(&mut options.config);
-    options
+fn config(edit: impl FnOnce(&mut Config)) -> Config {
+    let mut config = Config::default();
+    edit(&mut config);
+    config
 }
 
 /// How a connection ended: `Ok` with the close code and reason of a clean
@@ -158,14 +158,14 @@ struct MioServer {
 const STOP: Token = Token(0);
 
 impl MioServer {
-    fn echo(options: Options) -> Self {
-        Self::spawn(options, Box::new(echo))
+    fn echo(config: Config) -> Self {
+        Self::spawn(config, Box::new(echo))
     }
 
-    fn spawn(options: Options, mut behaviour: Behaviour) -> Self {
+    fn spawn(config: Config, mut behaviour: Behaviour) -> Self {
         let mut poll = Poll::new().unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), STOP).unwrap());
-        let mut driver = Driver::new(poll.registry(), 1..4097, options).unwrap();
+        let mut driver = Driver::new(poll.registry(), 1..4097, config).unwrap();
         let listener = mio::net::TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         driver.listen(listener).unwrap();
@@ -285,11 +285,11 @@ async fn tungstenite(url: &str, config: Option<WebSocketConfig>) -> Theirs {
 
 async fn tokio_client(
     url: &str,
-    options: sockeye_tokio::Options,
+    config: Config,
 ) -> sockeye_tokio::WebSocket<tokio::net::TcpStream> {
     within(
         "sockeye-tokio connect",
-        sockeye_tokio::Client::new(url).options(options).connect(),
+        sockeye_tokio::Client::new(url).config(config).connect(),
     )
     .await
     .unwrap()
@@ -373,7 +373,7 @@ fn read_head(stream: &mut std::net::TcpStream) -> String {
 /// from a sockeye-tokio client and from tungstenite; then a clean close.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mio_server_echoes_text_and_binary() {
-    let server = MioServer::echo(Options::default());
+    let server = MioServer::echo(Config::default());
 
     let mut ours = tokio_client(&server.url("/tokio"), Default::default()).await;
     for message in messages() {
@@ -457,7 +457,7 @@ async fn mio_server_fragmented_messages() {
 /// libraries, from both clients at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mio_server_echoes_sixteen_mib() {
-    let server = MioServer::echo(Options::default());
+    let server = MioServer::echo(Config::default());
     let mut ours = tokio_client(&server.url("/"), Default::default()).await;
     let mut theirs = tungstenite(&server.url("/"), None).await;
     // Each side sends whole before it reads: the server reads the whole
@@ -710,7 +710,7 @@ async fn mio_server_message_over_the_limit_gets_1009() {
 /// once for a first fragment that can never become valid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mio_server_invalid_utf8_gets_1007() {
-    let server = MioServer::echo(Options::default());
+    let server = MioServer::echo(Config::default());
     let cases: [&[(&[u8], bool)]; 3] = [
         &[(b"valid, then \xff", true)],
         &[(b"ok \xe2\x82", false), (b"\x28 rest", true)],
@@ -735,7 +735,7 @@ async fn mio_server_invalid_utf8_gets_1007() {
 /// the same port.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mio_server_refuses_and_answers_plain_http() {
-    let server = MioServer::echo(Options::default());
+    let server = MioServer::echo(Config::default());
     match within(
         "403",
         tokio_tungstenite::connect_async(server.url("/private")),
@@ -799,11 +799,11 @@ async fn mio_server_backpressure_and_drained() {
         }
         _ => {}
     });
-    let options = Options {
+    let config = Config {
         write_buffer_high_water: HIGH_WATER,
-        ..Options::default()
+        ..Config::default()
     };
-    let server = MioServer::spawn(options, flood);
+    let server = MioServer::spawn(config, flood);
     let mut theirs = tungstenite(&server.url("/"), None).await;
 
     // Not reading: the Drained events stop once the kernel buffers are full.
@@ -858,7 +858,7 @@ const CONNECTIONS: usize = 1000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mio_server_a_thousand_connections_at_once() {
     raise_fd_limit();
-    let server = MioServer::echo(Options::default());
+    let server = MioServer::echo(Config::default());
     let all_open = Arc::new(tokio::sync::Barrier::new(CONNECTIONS));
     let mut clients = tokio::task::JoinSet::new();
     for c in 0..CONNECTIONS {
@@ -901,9 +901,9 @@ struct MioClient {
 }
 
 impl MioClient {
-    fn new(options: Options) -> Self {
+    fn new(config: Config) -> Self {
         let poll = Poll::new().unwrap();
-        let driver = Driver::new(poll.registry(), 0..2 * CONNECTIONS, options).unwrap();
+        let driver = Driver::new(poll.registry(), 0..2 * CONNECTIONS, config).unwrap();
         Self {
             poll,
             driver,
@@ -1005,7 +1005,7 @@ type TokioEnd = Result<Option<Closed>, sockeye_tokio::Error>;
 /// A sockeye-tokio echo server obeying the commands; every connection's end
 /// is reported on the channel.
 async fn tokio_echo_server(
-    options: sockeye_tokio::Options,
+    config: Config,
 ) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<TokioEnd>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -1013,17 +1013,17 @@ async fn tokio_echo_server(
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
-            let (options, report) = (options.clone(), report.clone());
+            let (config, report) = (config.clone(), report.clone());
             tokio::spawn(async move {
-                let _ = report.send(tokio_echo(stream, options).await);
+                let _ = report.send(tokio_echo(stream, config).await);
             });
         }
     });
     (addr, ends)
 }
 
-async fn tokio_echo(stream: tokio::net::TcpStream, options: sockeye_tokio::Options) -> TokioEnd {
-    let incoming = sockeye_tokio::Incoming::read(stream, options).await?;
+async fn tokio_echo(stream: tokio::net::TcpStream, config: Config) -> TokioEnd {
+    let incoming = sockeye_tokio::Incoming::read(stream, config).await?;
     if incoming.request().path == "/private" {
         incoming.respond(Response::new(403, "go away")).await?;
         return Ok(None);
@@ -1044,10 +1044,10 @@ async fn tokio_echo(stream: tokio::net::TcpStream, options: sockeye_tokio::Optio
 
 /// Runs a mio client script on a blocking thread.
 async fn mio_client<T: Send + 'static>(
-    options: Options,
+    config: Config,
     script: impl FnOnce(&mut MioClient) -> T + Send + 'static,
 ) -> T {
-    let client = tokio::task::spawn_blocking(move || script(&mut MioClient::new(options)));
+    let client = tokio::task::spawn_blocking(move || script(&mut MioClient::new(config)));
     within("the mio client", client).await.unwrap()
 }
 
@@ -1080,7 +1080,7 @@ async fn mio_client_echoes_through_a_tokio_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mio_client_close_paths_and_refusal() {
     let (addr, mut ends) = tokio_echo_server(Default::default()).await;
-    mio_client(Options::default(), move |client| {
+    mio_client(Config::default(), move |client| {
         let id = client.open(addr, "/");
         client.send(id, Message::text("!close 4000 server is done ✓"));
         assert_eq!(client.closed(id), ended(Ok((4000, "server is done ✓"))));
@@ -1150,7 +1150,7 @@ async fn mio_client_limits_and_invalid_utf8() {
             other => panic!("expected a close, got {other:?}"),
         }
     });
-    mio_client(Options::default(), move |client| {
+    mio_client(Config::default(), move |client| {
         let id = client.open(addr, "/");
         let closed = client.closed(id);
         assert_eq!(
@@ -1167,16 +1167,13 @@ async fn mio_client_limits_and_invalid_utf8() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mio_client_pings_and_heartbeat() {
     const INTERVAL: Duration = Duration::from_millis(50);
-    let server_options = sockeye_tokio::Options {
-        config: Config {
-            ping_interval: Some(INTERVAL),
-            max_missed_pongs: 1,
-            ..Config::default()
-        },
-        ..Default::default()
+    let server_config = Config {
+        ping_interval: Some(INTERVAL),
+        max_missed_pongs: 1,
+        ..Config::default()
     };
-    let (addr, mut ends) = tokio_echo_server(server_options).await;
-    mio_client(Options::default(), move |client| {
+    let (addr, mut ends) = tokio_echo_server(server_config).await;
+    mio_client(Config::default(), move |client| {
         let id = client.open(addr, "/");
         client
             .driver
@@ -1246,7 +1243,7 @@ async fn mio_client_pings_and_heartbeat() {
 async fn mio_client_a_thousand_connections_at_once() {
     raise_fd_limit();
     let (addr, mut ends) = tokio_echo_server(Default::default()).await;
-    mio_client(Options::default(), move |client| {
+    mio_client(Config::default(), move |client| {
         let ids: Vec<ConnectionId> = (0..CONNECTIONS)
             .map(|c| client.connect(addr, &format!("/{c}")))
             .collect();

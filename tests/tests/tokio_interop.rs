@@ -15,8 +15,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use sockeye_core::{Error as CoreError, ProtocolError, ResponseError};
 use sockeye_tokio::{
-    Accept, Client, CloseCode, Closed, Config, Error, Incoming, Message, Options, Response,
-    WebSocket,
+    Accept, Client, CloseCode, Closed, Config, Error, Incoming, Message, Response, WebSocket,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -53,9 +52,9 @@ async fn within<F: Future>(what: &str, future: F) -> F::Output {
     }
 }
 
-/// A connected pair over loopback: ours with `options`, theirs with
-/// `config`.
-async fn pair(side: Side, options: Options, config: Option<WebSocketConfig>) -> (Ours, Theirs) {
+/// A connected pair over loopback: ours with `ours`, theirs with
+/// `theirs`.
+async fn pair(side: Side, ours: Config, theirs: Option<WebSocketConfig>) -> (Ours, Theirs) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let url = format!("ws://{addr}/interop?side={side:?}");
@@ -73,7 +72,7 @@ async fn pair(side: Side, options: Options, config: Option<WebSocketConfig>) -> 
             let server = async {
                 let (stream, _) = listener.accept().await.unwrap();
                 stream.set_nodelay(true).unwrap();
-                let incoming = Incoming::read(stream, options).await.unwrap();
+                let incoming = Incoming::read(stream, ours).await.unwrap();
                 assert!(incoming.is_upgrade());
                 assert_eq!(incoming.request().path, "/interop");
                 assert_eq!(incoming.request().query.as_deref(), Some("side=OurServer"));
@@ -82,7 +81,7 @@ async fn pair(side: Side, options: Options, config: Option<WebSocketConfig>) -> 
             let client = async {
                 let stream = TcpStream::connect(addr).await.unwrap();
                 stream.set_nodelay(true).unwrap();
-                tokio_tungstenite::client_async_with_config(url.as_str(), stream, config)
+                tokio_tungstenite::client_async_with_config(url.as_str(), stream, theirs)
                     .await
                     .unwrap()
                     .0
@@ -93,11 +92,11 @@ async fn pair(side: Side, options: Options, config: Option<WebSocketConfig>) -> 
             let server = async {
                 let (stream, _) = listener.accept().await.unwrap();
                 stream.set_nodelay(true).unwrap();
-                tokio_tungstenite::accept_async_with_config(stream, config)
+                tokio_tungstenite::accept_async_with_config(stream, theirs)
                     .await
                     .unwrap()
             };
-            let client = Client::new(url.as_str()).options(options).connect();
+            let client = Client::new(url.as_str()).config(ours).connect();
             let (theirs, ours) = within("handshake", async { tokio::join!(server, client) }).await;
             (ours.unwrap(), theirs)
         }
@@ -105,14 +104,7 @@ async fn pair(side: Side, options: Options, config: Option<WebSocketConfig>) -> 
 }
 
 async fn pair_default(side: Side) -> (Ours, Theirs) {
-    pair(side, Options::default(), None).await
-}
-
-fn options(config: Config) -> Options {
-    Options {
-        config,
-        ..Options::default()
-    }
+    pair(side, Config::default(), None).await
 }
 
 /// Our next message, which must be one.
@@ -335,12 +327,12 @@ async fn text_and_binary_both_ways() {
 async fn fragmented_messages_both_ways() {
     const FRAGMENT: usize = 7;
     for side in SIDES {
-        let ours_options = options(Config {
+        let ours = Config {
             fragment_size: Some(FRAGMENT),
             ..Config::default()
-        });
+        };
         let their_config = WebSocketConfig::default().max_frame_size(Some(FRAGMENT));
-        let (mut ours, mut theirs) = pair(side, ours_options, Some(their_config)).await;
+        let (mut ours, mut theirs) = pair(side, ours, Some(their_config)).await;
 
         // Theirs → ours: "Hello, wörld" in three fragments, the ö split
         // between two of them, a ping between fragments; then a binary
@@ -440,11 +432,11 @@ async fn sixteen_mib_messages_both_ways() {
 async fn pings_are_answered_both_ways() {
     const INTERVAL: Duration = Duration::from_millis(100);
     for side in SIDES {
-        let heartbeat = options(Config {
+        let heartbeat = Config {
             ping_interval: Some(INTERVAL),
             max_missed_pongs: 1,
             ..Config::default()
-        });
+        };
         let (mut ours, mut theirs) = pair(side, heartbeat, None).await;
 
         // Theirs pings; ours answers while it waits for a message.
@@ -683,10 +675,10 @@ async fn dropped_tcp_is_an_abnormal_close() {
 async fn close_times_out_when_the_peer_never_answers() {
     const TIMEOUT: Duration = Duration::from_millis(300);
     for side in SIDES {
-        let impatient = options(Config {
+        let impatient = Config {
             close_timeout: TIMEOUT,
             ..Config::default()
-        });
+        };
         let (mut ours, mut theirs) = pair(side, impatient, None).await;
         let started = tokio::time::Instant::now();
         match within("close", ours.close(CloseCode::NORMAL, "anyone?")).await {
@@ -747,11 +739,9 @@ async fn expect_failure(ours: &mut Ours, mut theirs: Theirs, error: ProtocolErro
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_over_the_limit_gets_1009() {
     const MAX: usize = 1000;
-    let limited = || {
-        options(Config {
-            max_message_size: MAX,
-            ..Config::default()
-        })
+    let limited = || Config {
+        max_message_size: MAX,
+        ..Config::default()
     };
     for side in SIDES {
         let (mut ours, mut theirs) = pair(side, limited(), None).await;
@@ -836,7 +826,7 @@ async fn our_server_refuses_with_403() {
     let addr = listener.local_addr().unwrap();
     let server = async {
         let (stream, _) = listener.accept().await.unwrap();
-        let incoming = Incoming::read(stream, Options::default()).await.unwrap();
+        let incoming = Incoming::read(stream, Config::default()).await.unwrap();
         assert!(incoming.is_upgrade());
         assert_eq!(incoming.request().path, "/private");
         incoming
@@ -938,7 +928,7 @@ async fn a_connection_upgraded_by_hyper() {
                     headers: Vec::new(),
                 };
                 let mut socket =
-                    WebSocket::from_upgraded(io, Role::Server, agreed, Options::default()).unwrap();
+                    WebSocket::from_upgraded(io, Role::Server, agreed, Config::default()).unwrap();
                 assert_eq!(socket.handshake().protocol.as_deref(), Some("chat"));
                 while let Some(message) = socket.recv().await {
                     socket.send(message.unwrap()).await.unwrap();
@@ -1552,9 +1542,9 @@ async fn backpressure_pends_until_the_peer_reads() {
     for side in SIDES {
         let (mut ours, mut theirs) = pair(
             side,
-            Options {
+            Config {
                 write_buffer_high_water: HIGH_WATER,
-                ..Options::default()
+                ..Config::default()
             },
             None,
         )

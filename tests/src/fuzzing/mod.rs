@@ -82,6 +82,7 @@ fn small_config() -> Config {
         ping_interval: Some(Duration::from_secs(30)),
         max_missed_pongs: 2,
         idle_timeout: None,
+        write_buffer_high_water: 256 * 1024,
     }
 }
 
