@@ -71,7 +71,7 @@ pub use frame::Role;
 pub use handshake::{Accept, ClientRequest, Extension, Header, Request, Response, accept_key};
 pub use mask::apply_mask;
 pub use message::Message;
-pub use outbox::Transmit;
+pub use outbox::{Transmit, TransmitQueue};
 pub use utf8::Utf8Bytes;
 
 /// Compiles and runs the examples in the repository's README.

@@ -102,6 +102,113 @@ impl Buf for Transmit {
     }
 }
 
+/// Transmits taken from a [`Connection`](crate::Connection) and not yet
+/// fully written: the queue a driver keeps when the transport takes only
+/// part of what it is given.
+///
+/// It implements [`Buf`] over all its transmits in order, so one
+/// [`Buf::chunks_vectored`] gathers many frames (header and payload slices,
+/// never copied together) for one vectored write, and [`Buf::advance`]
+/// consumes what the write took, across transmit boundaries.
+///
+/// ```
+/// use std::io::IoSlice;
+/// use bytes::Buf;
+/// use sockeye_core::{Connection, Message, TransmitQueue};
+/// # use sockeye_core::{Accept, Config};
+/// # use std::time::Instant;
+/// # let now = Instant::now();
+/// # let mut server = Connection::server(Config::default(), now).unwrap();
+/// # server.handle_input(now, b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+/// # let _ = server.poll_event();
+/// # server.accept(Accept::default()).unwrap();
+/// # let _ = server.poll_transmit(); // the 101 response
+/// server.send(now, Message::text("one"))?;
+/// server.send(now, Message::text("two"))?;
+/// let mut queue = TransmitQueue::default();
+/// while let Some(transmit) = server.poll_transmit() {
+///     queue.push(transmit);
+/// }
+/// let mut wire = Vec::new();
+/// while queue.has_remaining() {
+///     let mut slices = [IoSlice::new(&[]); 8];
+///     let used = queue.chunks_vectored(&mut slices);
+///     // A transport that takes at most 7 bytes per vectored write.
+///     let mut room = 7;
+///     for slice in &slices[..used] {
+///         let n = slice.len().min(room);
+///         wire.extend_from_slice(&slice[..n]);
+///         room -= n;
+///     }
+///     queue.advance(7 - room);
+/// }
+/// assert_eq!(wire, b"\x81\x03one\x81\x03two");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct TransmitQueue {
+    queue: VecDeque<Transmit>,
+    remaining: usize,
+}
+
+impl TransmitQueue {
+    /// Queues a transmit after the others.
+    pub fn push(&mut self, transmit: Transmit) {
+        if transmit.has_remaining() {
+            self.remaining += transmit.remaining();
+            self.queue.push_back(transmit);
+        }
+    }
+
+    /// How many transmits are queued (not bytes: see [`Buf::remaining`]).
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether everything has been written.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
+impl Buf for TransmitQueue {
+    fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    fn chunk(&self) -> &[u8] {
+        self.queue.front().map_or(&[], Buf::chunk)
+    }
+
+    fn advance(&mut self, mut cnt: usize) {
+        assert!(cnt <= self.remaining, "advanced past the queued bytes");
+        self.remaining -= cnt;
+        while cnt > 0 {
+            let front = self
+                .queue
+                .front_mut()
+                .expect("remaining counts queued bytes");
+            let n = cnt.min(front.remaining());
+            front.advance(n);
+            cnt -= n;
+            if !front.has_remaining() {
+                self.queue.pop_front();
+            }
+        }
+    }
+
+    fn chunks_vectored<'a>(&'a self, dst: &mut [std::io::IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for transmit in &self.queue {
+            if n == dst.len() {
+                break;
+            }
+            n += transmit.chunks_vectored(&mut dst[n..]);
+        }
+        n
+    }
+}
+
 /// Unanswered pings beyond this many are answered only with the latest.
 const MAX_PENDING_PONGS: usize = 16;
 
@@ -284,5 +391,56 @@ fn masked(payload: Bytes, key: [u8; 4]) -> Bytes {
             extend_masked(&mut out, &shared, key, 0);
             out.freeze()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::IoSlice;
+
+    use super::*;
+
+    fn frame(payload: &'static [u8]) -> Transmit {
+        let header = Header {
+            fin: true,
+            rsv: 0,
+            opcode: Opcode::Binary,
+            mask: None,
+            payload_len: payload.len() as u64,
+        };
+        Transmit {
+            header: header.encode(),
+            header_pos: 0,
+            payload: Bytes::from_static(payload),
+        }
+    }
+
+    #[test]
+    fn a_queue_gathers_whole_parts_in_order_and_advances_across_transmits() {
+        let mut queue = TransmitQueue::default();
+        queue.push(frame(b"abc"));
+        queue.push(Transmit::raw(Bytes::new())); // nothing to write: not queued
+        queue.push(frame(b"de"));
+        assert_eq!((queue.len(), queue.remaining()), (2, 9));
+
+        let mut one = [IoSlice::new(&[]); 1];
+        assert_eq!(queue.chunks_vectored(&mut one), 1);
+        assert_eq!(&*one[0], &[0x82, 3]);
+        let mut three = [IoSlice::new(&[]); 3];
+        assert_eq!(queue.chunks_vectored(&mut three), 3);
+        assert_eq!(
+            &*three[2],
+            &[0x82, 2],
+            "the second header, without its payload"
+        );
+
+        // A write that ends inside the second frame's header.
+        queue.advance(6);
+        assert_eq!(
+            (queue.len(), queue.remaining(), queue.chunk()),
+            (1, 3, &[2][..])
+        );
+        queue.advance(3);
+        assert!(queue.is_empty() && queue.chunk().is_empty());
     }
 }

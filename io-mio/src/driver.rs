@@ -12,7 +12,7 @@ use bytes::{Buf, Bytes};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 use sockeye_core::{
-    Accept, ClientRequest, CloseCode, Closed, Config, Connection, Message, Response, Transmit,
+    Accept, ClientRequest, CloseCode, Closed, Config, Connection, Message, Response, TransmitQueue,
     UsageError,
 };
 
@@ -171,8 +171,7 @@ struct Conn {
     stream: TcpStream,
     core: Connection,
     /// Transmits taken from the core and not yet fully written.
-    out: VecDeque<Transmit>,
-    out_bytes: usize,
+    out: TransmitQueue,
     phase: Phase,
     /// Readiness not used up yet: mio is edge-triggered, so it reports a
     /// socket readable once, and the driver reads until the kernel says
@@ -675,8 +674,7 @@ impl Conn {
         Self {
             stream,
             core,
-            out: VecDeque::new(),
-            out_bytes: 0,
+            out: TransmitQueue::default(),
             phase: Phase::Active,
             readable: false,
             read_closed: false,
@@ -692,7 +690,7 @@ impl Conn {
 
     /// Bytes waiting to be written, here and in the core.
     fn buffered(&self) -> usize {
-        self.out_bytes + self.core.buffered_amount()
+        self.out.remaining() + self.core.buffered_amount()
     }
 
     fn deadline(&self) -> Option<Instant> {
@@ -837,47 +835,22 @@ impl Conn {
             while self.out.len() < MAX_TRANSMITS
                 && let Some(transmit) = self.core.poll_transmit()
             {
-                if transmit.has_remaining() {
-                    self.out_bytes += transmit.remaining();
-                    self.out.push_back(transmit);
-                }
+                self.out.push(transmit);
             }
             if self.out.is_empty() || self.write_blocked {
                 return Ok(());
             }
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-            let mut used = 0;
-            for transmit in &self.out {
-                if used + 2 > MAX_SLICES {
-                    break;
-                }
-                used += transmit.chunks_vectored(&mut slices[used..]);
-            }
+            let used = self.out.chunks_vectored(&mut slices);
             match (&self.stream).write_vectored(&slices[..used]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(written) => self.advance(written),
+                Ok(written) => self.out.advance(written),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.write_blocked = true;
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
-            }
-        }
-    }
-
-    fn advance(&mut self, written: usize) {
-        self.out_bytes -= written;
-        let mut left = written;
-        while left > 0 {
-            let Some(front) = self.out.front_mut() else {
-                return;
-            };
-            let n = left.min(front.remaining());
-            front.advance(n);
-            left -= n;
-            if !front.has_remaining() {
-                self.out.pop_front();
             }
         }
     }

@@ -14,7 +14,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use sockeye_core::{CloseCode, Closed, Connection, Event, Message, Transmit, UsageError};
+use sockeye_core::{CloseCode, Closed, Connection, Event, Message, TransmitQueue, UsageError};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -33,8 +33,7 @@ pub(crate) struct Driver<S> {
     io: S,
     conn: Connection,
     /// Transmits taken from the core and not yet fully written.
-    out: VecDeque<Transmit>,
-    out_bytes: usize,
+    out: TransmitQueue,
     high_water: usize,
     /// The core's next deadline; allocated on first use.
     timer: Option<Pin<Box<Sleep>>>,
@@ -64,8 +63,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             linger: config.close_timeout,
             io,
             conn,
-            out: VecDeque::new(),
-            out_bytes: 0,
+            out: TransmitQueue::default(),
             timer: None,
             inbox: VecDeque::new(),
             closed: None,
@@ -94,7 +92,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 
     /// Bytes waiting to be written, in the core and here.
     pub(crate) fn buffered(&self) -> usize {
-        self.out_bytes + self.conn.buffered_amount()
+        self.out.remaining() + self.conn.buffered_amount()
     }
 
     // ---- reading ------------------------------------------------------
@@ -249,38 +247,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             while let Some(transmit) = self.conn.poll_transmit() {
-                self.out_bytes += transmit.remaining();
-                self.out.push_back(transmit);
+                self.out.push(transmit);
             }
             if self.out.is_empty() {
                 return Pin::new(&mut self.io).poll_flush(cx);
             }
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-            let mut used = 0;
-            for transmit in &self.out {
-                if used + 2 > MAX_SLICES {
-                    break;
-                }
-                used += transmit.chunks_vectored(&mut slices[used..]);
-            }
+            let used = self.out.chunks_vectored(&mut slices);
             let written = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..used]))?;
             if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            self.out_bytes -= written;
-            let mut left = written;
-            while left > 0 {
-                let front = self
-                    .out
-                    .front_mut()
-                    .expect("written bytes came from a transmit");
-                let n = left.min(front.remaining());
-                front.advance(n);
-                left -= n;
-                if !front.has_remaining() {
-                    self.out.pop_front();
-                }
-            }
+            self.out.advance(written);
         }
     }
 
