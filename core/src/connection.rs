@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
 use crate::config::{Config, ConfigError};
@@ -269,6 +269,11 @@ impl Connection {
         }
     }
 
+    /// The latest time passed in.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
     /// The settings it runs with.
     pub fn config(&self) -> &Config {
         &self.config
@@ -333,8 +338,7 @@ impl Connection {
             && self.state != State::Closed
             && self.close_received.is_none()
         {
-            let unread = std::mem::take(&mut self.unread);
-            self.decode(&unread);
+            self.decode_unread();
         }
         match self.state {
             State::Closed => {}
@@ -519,8 +523,7 @@ impl Connection {
     /// reacted to this one.
     pub fn poll_event(&mut self) -> Option<Event> {
         if self.events.is_empty() && !self.unread.is_empty() {
-            let unread = std::mem::take(&mut self.unread);
-            self.decode(&unread);
+            self.decode_unread();
         }
         self.events.pop_front()
     }
@@ -728,34 +731,47 @@ impl Connection {
         self.last_seen = self.now;
         self.missed_pongs = 0;
         if self.unread.is_empty() {
-            self.decode(data);
+            let rest = self.decode(data);
+            self.unread.extend_from_slice(rest);
         } else {
             self.unread.extend_from_slice(data);
         }
     }
 
-    /// Decodes `input` up to the end of the next message, and keeps what is
-    /// left in `unread`.
-    fn decode(&mut self, input: &[u8]) {
-        let mut input = input;
+    /// Decodes the next message from `unread`, keeping the rest in place:
+    /// many messages in one read cost one copy into `unread`, not one per
+    /// message.
+    fn decode_unread(&mut self) {
+        let mut unread = std::mem::take(&mut self.unread);
+        let used = unread.len() - self.decode(&unread).len();
+        unread.advance(used);
+        if !unread.is_empty() {
+            self.unread = unread;
+        }
+    }
+
+    /// Decodes `input` up to the end of the next message, and returns what
+    /// is left of it: nothing once the peer's close frame or a failure has
+    /// ended the input.
+    fn decode<'a>(&mut self, mut input: &'a [u8]) -> &'a [u8] {
         loop {
             match self.decoder.decode(&mut input) {
                 Ok(Some(item)) => {
                     let message = matches!(item, Decoded::Message(_));
                     self.on_decoded(item);
                     if self.close_received.is_some() || self.state == State::Closed {
-                        return;
+                        return &[];
                     }
                     if message {
-                        break;
+                        return input;
                     }
                 }
-                Ok(None) => break,
-                Err(error) => return self.fail(error),
+                Ok(None) => return input,
+                Err(error) => {
+                    self.fail(error);
+                    return &[];
+                }
             }
-        }
-        if !input.is_empty() {
-            self.unread.extend_from_slice(input);
         }
     }
 

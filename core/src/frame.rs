@@ -439,12 +439,16 @@ impl Decoder {
         frame: &FrameInProgress,
     ) -> Result<(), ProtocolError> {
         if self.buffer.capacity() - self.buffer.len() < chunk.len() {
-            // Grow with what has actually arrived, never just with what a
-            // header claims: a peer announcing 16 MiB and sending one byte
-            // gets a small buffer.
-            let have = self.buffer.len().max(self.read_buffer_size) as u64;
-            let want = (chunk.len() as u64).max(frame.remaining.min(have));
-            self.buffer.reserve(want as usize);
+            // Room for the rest of the frame, but never more than four times
+            // what has actually arrived: a peer announcing 16 MiB and sending
+            // one byte gets a small buffer. Growing copies what the buffer
+            // holds, so the steps are large: a frame whose first read brings
+            // a quarter of it is never copied, and one that arrives 64 KiB at
+            // a time is copied a quarter of its size again in all.
+            let len = self.buffer.len() as u64;
+            let arrived = (len + chunk.len() as u64).max(self.read_buffer_size as u64);
+            let target = (len + frame.remaining).min(4 * arrived);
+            self.buffer.reserve((target - len) as usize);
         }
         let text = self.message == Some(Opcode::Text);
         let mut offset = frame.done;

@@ -173,3 +173,27 @@ fn receiving_a_ping_costs_at_most_two_small_allocations() {
     // shared between the event and the queued pong.
     assert!(count <= 200, "{count} allocations for 100 pings");
 }
+
+#[test]
+fn messages_pipelined_in_one_read_are_copied_aside_once() {
+    let now = Instant::now();
+    let mut server = open_server(now);
+    const FRAMES: usize = 4_000;
+    let pipelined = masked_frame(Opcode::Binary, &[7; 16]).repeat(FRAMES);
+    // Warm up the shared read buffer and the event queue.
+    server.handle_input(now, &pipelined);
+    drain(&mut server);
+    let start = allocations();
+    server.handle_input(now, &pipelined);
+    let mut messages = 0;
+    while let Some(event) = server.poll_event() {
+        assert!(matches!(event, Event::Message(_)));
+        messages += 1;
+    }
+    let count = allocations() - start;
+    println!("{count} allocations for {FRAMES} messages in one read");
+    assert_eq!(messages, FRAMES);
+    // Decoding pauses after each message, so the rest of the read waits
+    // aside: copied there once, not once per message (which was quadratic).
+    assert!(count * 100 < FRAMES, "{count} allocations");
+}

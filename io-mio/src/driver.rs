@@ -22,7 +22,7 @@ use crate::{ConnectionId, CoreEvent, Error, Event};
 /// Bytes per read, into one buffer the driver shares between its
 /// connections: the core copies what it keeps, so an idle connection holds
 /// no read buffer.
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 256 * 1024;
 /// Bytes one connection may read before the others get their turn.
 const READ_BUDGET: usize = 4 * READ_CHUNK;
 /// Most `IoSlice`s per vectored write: a header and a payload per frame.
