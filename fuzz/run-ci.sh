@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# Runs every fuzz target for a while; fails on the first crash.
+# Runs fuzz targets for a while each; exits non-zero if any of them crashed.
 #
-#   fuzz/run-ci.sh [SECONDS_PER_TARGET]      (default 60)
+#   fuzz/run-ci.sh [SECONDS_PER_TARGET [TARGET...]]   (default 60 s, every target)
 #
-# Installs cargo-fuzz if it is missing. Each target starts from a temporary
-# copy of its committed corpus, so CI never writes into fuzz/corpus; a crash
-# input is left in fuzz/artifacts/<target>/ and named in the output. Targets
-# run one after another, one process each (FUZZ_CPU, default 0, pins them to
-# one core so the machine's other core stays free).
+# Installs cargo-fuzz if it is missing. Each target reads its committed corpus
+# and writes new inputs to a temporary directory, so CI never writes into
+# fuzz/corpus; a crash input is left in fuzz/artifacts/<target>/ and named in
+# the output. Targets run one after another, one process each (FUZZ_CPU,
+# default 0, pins them to one core so the machine's other core stays free).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 seconds="${1:-60}"
+shift || true
 cpu="${FUZZ_CPU:-0}"
 export RUSTC_BOOTSTRAP=1
 
@@ -24,8 +25,12 @@ if command -v taskset >/dev/null 2>&1; then
     pin=(taskset -c "$cpu")
 fi
 
-# Every [[bin]] of fuzz/Cargo.toml.
-mapfile -t targets < <(cargo fuzz list)
+# The targets named, or every [[bin]] of fuzz/Cargo.toml.
+if [ "$#" -gt 0 ]; then
+    targets=("$@")
+else
+    mapfile -t targets < <(cargo fuzz list)
+fi
 if [ "${#targets[@]}" -eq 0 ]; then
     echo "no fuzz targets found" >&2
     exit 1
