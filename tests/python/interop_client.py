@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.frames import Opcode
+from ping_counting import PingCounting
 
 # Messages up to this size may come back from the echo server.
 MAX_SIZE = 32 << 20
@@ -45,19 +45,8 @@ def describe(frame) -> str:
     return "no close frame" if frame is None else f"close {frame.code} {frame.reason!r}"
 
 
-class CountingConnection(ClientConnection):
-    """A client connection that counts the server's pings (for the heartbeat
-    scenario). websockets answers pings itself; this hooks the pinned
-    version's frame dispatch to count them, then lets it send the pong."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.pings_received = 0
-
-    def process_event(self, event):
-        if getattr(event, "opcode", None) is Opcode.PING:
-            self.pings_received += 1
-        super().process_event(event)
+class CountingConnection(PingCounting, ClientConnection):
+    """A client connection that counts the server's pings (heartbeat scenario)."""
 
 
 def open_ws(url: str, **kwargs):

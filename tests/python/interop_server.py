@@ -36,7 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Opcode
+from ping_counting import PingCounting
 
 # How connections that carried `key=K` ended, for /report.
 results: dict[str, str] = {}
@@ -46,21 +46,8 @@ result_added = asyncio.Event()
 server: Server | None = None
 
 
-class CountingConnection(ServerConnection):
-    """A connection that counts the pings the client sends (for /heartbeat).
-
-    websockets answers pings itself and does not tell the handler; this hooks
-    the (pinned version's) frame dispatch to count them, then lets websockets
-    do its normal work (the pong)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.pings_received = 0
-
-    def process_event(self, event):
-        if getattr(event, "opcode", None) is Opcode.PING:
-            self.pings_received += 1
-        super().process_event(event)
+class CountingConnection(PingCounting, ServerConnection):
+    """A server connection that counts the client's pings (/heartbeat)."""
 
 
 def describe(frame) -> str:

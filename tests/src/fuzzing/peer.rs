@@ -4,7 +4,7 @@
 //! the core's, so that a shared misreading of RFC 6455 would show.
 
 use arbitrary::Arbitrary;
-use sockeye_core::frame::Role;
+use sockeye_core::frame::{Opcode, Role};
 use sockeye_core::{RequestError, accept_key};
 
 /// Payloads that may repeat a byte this many times at most: enough to cross
@@ -39,14 +39,15 @@ pub(crate) enum OpcodeSpec {
 }
 
 impl OpcodeSpec {
-    fn value(self) -> u8 {
+    /// The core's opcode: its wire values are defined once, there.
+    fn opcode(self) -> Opcode {
         match self {
-            Self::Continuation => 0x0,
-            Self::Text => 0x1,
-            Self::Binary => 0x2,
-            Self::Close => 0x8,
-            Self::Ping => 0x9,
-            Self::Pong => 0xA,
+            Self::Continuation => Opcode::Continuation,
+            Self::Text => Opcode::Text,
+            Self::Binary => Opcode::Binary,
+            Self::Close => Opcode::Close,
+            Self::Ping => Opcode::Ping,
+            Self::Pong => Opcode::Pong,
         }
     }
 }
@@ -115,7 +116,7 @@ pub(crate) enum Flaw {
 /// Encodes a frame as a peer of role `sender` sends it.
 pub(crate) fn encode_frame(spec: &FrameSpec, sender: Role) -> Vec<u8> {
     let mut payload = spec.payload.bytes();
-    let mut opcode = spec.opcode.value();
+    let mut opcode = spec.opcode.opcode().as_u8();
     let mut rsv = 0u8;
     let mut masked = sender == Role::Client;
     let mut long = false;
