@@ -1,6 +1,7 @@
 //! [`Connection`]: one WebSocket connection as a deterministic state machine.
 
 use std::collections::VecDeque;
+use std::mem::MaybeUninit;
 use std::time::Instant;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -327,6 +328,79 @@ impl Connection {
             State::Handshaking => self.handshake_input(data),
             State::Open | State::Closing => self.frame_input(data),
             State::Closed => {}
+        }
+    }
+
+    /// Room for the next read from the transport, when what comes next is
+    /// the payload of a large data frame: reading it here, straight into the
+    /// message buffer, saves the copy from a buffer of the driver's that
+    /// [`handle_input`](Self::handle_input) makes. Pass the count to
+    /// [`handle_payload_read`](Self::handle_payload_read).
+    ///
+    /// `None` when that does not apply: between frames, in control frames,
+    /// when the frame has less than [`Config::read_buffer_size`] bytes to
+    /// come, and while earlier input is still waiting to be decoded. Read
+    /// into your own buffer then. The room never reaches past the frame, so
+    /// a read cannot take in the next frame; an end of stream still goes to
+    /// [`handle_eof`](Self::handle_eof).
+    ///
+    /// ```
+    /// use std::mem::MaybeUninit;
+    /// use std::time::Instant;
+    /// use sockeye_core::{Config, Connection, Event, Message, Role};
+    ///
+    /// let now = Instant::now();
+    /// let mut client = Connection::upgraded(Role::Client, Config::default(), 7, now).unwrap();
+    /// // An unmasked binary frame of 32 KiB, of which only the header is in.
+    /// client.handle_input(now, &[0x82, 126, 0x80, 0x00]);
+    /// while let Some(room) = client.payload_buffer() {
+    ///     // A transport read would fill some of `room`; this fills it all.
+    ///     room.fill(MaybeUninit::new(7));
+    ///     let n = room.len();
+    ///     // SAFETY: the first `n` bytes of `room` were just written.
+    ///     unsafe { client.handle_payload_read(now, n) };
+    /// }
+    /// assert!(matches!(
+    ///     client.poll_event(),
+    ///     Some(Event::Message(Message::Binary(payload))) if payload.len() == 32 * 1024
+    /// ));
+    /// ```
+    pub fn payload_buffer(&mut self) -> Option<&mut [MaybeUninit<u8>]> {
+        let reading = matches!(self.state, State::Open | State::Closing)
+            && self.close_received.is_none()
+            && self.unread.is_empty();
+        if reading {
+            self.decoder.payload_spare()
+        } else {
+            None
+        }
+    }
+
+    /// Takes `n` bytes read into the start of the room that
+    /// [`payload_buffer`](Self::payload_buffer) offered, as
+    /// [`handle_input`](Self::handle_input) would take them.
+    ///
+    /// # Safety
+    ///
+    /// Those `n` bytes have been written, as a read into them does, and
+    /// nothing else was called on this connection since `payload_buffer`.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is longer than that room, or `payload_buffer` offered none.
+    pub unsafe fn handle_payload_read(&mut self, now: Instant, n: usize) {
+        self.now = now;
+        if n == 0 {
+            return;
+        }
+        self.last_seen = now;
+        self.missed_pongs = 0;
+        // SAFETY: the caller's promise, passed on: `payload_buffer` handed
+        // out the decoder's `payload_spare`, and `n` of it is written.
+        match unsafe { self.decoder.commit_payload(n) } {
+            Ok(Some(item)) => self.on_decoded(item),
+            Ok(None) => {}
+            Err(error) => self.fail(error),
         }
     }
 

@@ -1,6 +1,8 @@
 //! The frame layer (RFC 6455 §5): headers, and [`Decoder`], which turns a
 //! byte stream into messages and control frames.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Bytes, BytesMut};
 
 use crate::close::CloseCode;
@@ -271,6 +273,8 @@ pub struct Decoder {
     buffer: BytesMut,
     /// Payload of the control frame in progress.
     control: Vec<u8>,
+    /// Payload size of the last data message received.
+    last_message_size: usize,
 }
 
 /// Text is validated in blocks that were just written, so still in L1.
@@ -291,6 +295,7 @@ impl Decoder {
             utf8: Utf8Validator::default(),
             buffer: BytesMut::new(),
             control: Vec::new(),
+            last_message_size: 0,
         }
     }
 
@@ -328,15 +333,72 @@ impl Decoder {
             } else {
                 self.append_payload(chunk, &frame)?;
             }
-            let frame = self.frame.as_mut().expect("frame in progress");
-            frame.remaining -= n as u64;
-            frame.done += n;
-            if frame.remaining == 0
-                && let Some(item) = self.finish_frame()?
-            {
+            if let Some(item) = self.advance_frame(n)? {
                 return Ok(Some(item));
             }
         }
+    }
+
+    /// The part of the message buffer where the next payload bytes of the
+    /// data frame in progress belong, for a driver to read them into
+    /// straight from the transport: see
+    /// [`Connection::payload_buffer`](crate::Connection::payload_buffer).
+    ///
+    /// `None` unless that frame still has at least
+    /// [`Config::read_buffer_size`] bytes to come; smaller remainders are
+    /// not worth a read of their own. The slice is never longer than what
+    /// the frame still needs, and the buffer grows as
+    /// [`decode`](Self::decode) grows it: to at most four times what has
+    /// arrived, or the size of the previous message.
+    pub fn payload_spare(&mut self) -> Option<&mut [MaybeUninit<u8>]> {
+        let min = self.read_buffer_size as u64;
+        let frame = self
+            .frame
+            .filter(|frame| !frame.opcode.is_control() && frame.remaining >= min)?;
+        self.make_room(&frame, 0, self.read_buffer_size);
+        let spare = self.buffer.spare_capacity_mut();
+        let n = usize::try_from(frame.remaining).map_or(spare.len(), |r| r.min(spare.len()));
+        Some(&mut spare[..n])
+    }
+
+    /// Takes the first `n` bytes of the slice that
+    /// [`payload_spare`](Self::payload_spare) returned as the next payload
+    /// bytes: unmasks them in place, checks them if they are text, and
+    /// returns the message they complete, if they do.
+    ///
+    /// # Safety
+    ///
+    /// The caller has written (initialized) those `n` bytes, and has called
+    /// nothing else on this decoder since `payload_spare`.
+    ///
+    /// # Panics
+    ///
+    /// If no data frame is in progress, or `n` is longer than the slice.
+    pub unsafe fn commit_payload(&mut self, n: usize) -> Result<Option<Decoded>, ProtocolError> {
+        let frame = self.frame.expect("a data frame in progress");
+        let start = self.buffer.len();
+        let end = start + n;
+        assert!(
+            !frame.opcode.is_control()
+                && n as u64 <= frame.remaining
+                && end <= self.buffer.capacity(),
+            "commit_payload: {n} bytes do not fit what payload_spare offered"
+        );
+        // SAFETY: the assertion keeps `end` within the capacity, and the
+        // caller initialized the `n` bytes of spare capacity after `start`.
+        unsafe { self.buffer.set_len(end) };
+        let mut offset = frame.done;
+        let mut block_start = start;
+        while block_start < end {
+            let block_end = (block_start + BLOCK).min(end);
+            if let Some(key) = frame.mask {
+                apply_mask(&mut self.buffer[block_start..block_end], key, offset);
+            }
+            offset += block_end - block_start;
+            self.check_text(block_end)?;
+            block_start = block_end;
+        }
+        self.advance_frame(n)
     }
 
     /// Bytes held for a message or control frame in progress.
@@ -438,19 +500,7 @@ impl Decoder {
         chunk: &[u8],
         frame: &FrameInProgress,
     ) -> Result<(), ProtocolError> {
-        if self.buffer.capacity() - self.buffer.len() < chunk.len() {
-            // Room for the rest of the frame, but never more than four times
-            // what has actually arrived: a peer announcing 16 MiB and sending
-            // one byte gets a small buffer. Growing copies what the buffer
-            // holds, so the steps are large: a frame whose first read brings
-            // a quarter of it is never copied, and one that arrives 64 KiB at
-            // a time is copied a quarter of its size again in all.
-            let len = self.buffer.len() as u64;
-            let arrived = (len + chunk.len() as u64).max(self.read_buffer_size as u64);
-            let target = (len + frame.remaining).min(4 * arrived);
-            self.buffer.reserve((target - len) as usize);
-        }
-        let text = self.message == Some(Opcode::Text);
+        self.make_room(frame, chunk.len(), chunk.len());
         let mut offset = frame.done;
         for block in chunk.chunks(BLOCK) {
             match frame.mask {
@@ -458,13 +508,64 @@ impl Decoder {
                 None => self.buffer.extend_from_slice(block),
             }
             offset += block.len();
-            if text {
-                self.utf8
-                    .feed(&self.buffer, false)
-                    .map_err(|_| ProtocolError::InvalidUtf8)?;
-            }
+            self.check_text(self.buffer.len())?;
         }
         Ok(())
+    }
+
+    /// Makes room for at least `needed` more payload bytes of `frame`, of
+    /// which `incoming` have arrived. The buffer holds the rest of the frame,
+    /// but never more than four times what has actually arrived, or the size
+    /// of the peer's previous message: a peer announcing 16 MiB and sending
+    /// one byte gets a small buffer, and one that keeps sending large
+    /// messages gets room for the whole of each at once. Growing copies what
+    /// the buffer holds, so the steps are large: a frame whose first read
+    /// brings a quarter of it is never copied, and one that arrives 64 KiB at
+    /// a time is copied a quarter of its size again in all.
+    fn make_room(&mut self, frame: &FrameInProgress, incoming: usize, needed: usize) {
+        let len = self.buffer.len();
+        let spare = self.buffer.capacity() - len;
+        let arrived = (len + incoming).max(self.read_buffer_size) as u64;
+        let allowed = (4 * arrived).max(self.last_message_size as u64);
+        let target = (len as u64 + frame.remaining).min(allowed) as usize;
+        if len == 0 {
+            // Nothing to copy: a message starts in the room left after the
+            // last one only if it all fits there, or it would be copied out
+            // of it later; that room includes the whole allocation once the
+            // earlier messages in it are dropped. Otherwise in a new buffer
+            // of the target size (at least `read_buffer_size`, for small
+            // messages to share), exact: `reserve` would round up, leaving
+            // room that no message of this size fits in.
+            if spare < target && !self.buffer.try_reclaim(target) {
+                self.buffer = BytesMut::with_capacity(target.max(self.read_buffer_size));
+            }
+        } else if spare < needed {
+            self.buffer.reserve(target - len);
+        }
+    }
+
+    /// Checks the text message in progress up to `end`, the end of the bytes
+    /// just written, so they are validated while still in cache.
+    fn check_text(&mut self, end: usize) -> Result<(), ProtocolError> {
+        if self.message == Some(Opcode::Text) {
+            self.utf8
+                .feed(&self.buffer[..end], false)
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        Ok(())
+    }
+
+    /// Counts `n` more payload bytes of the frame in progress, and finishes
+    /// the frame if they were its last.
+    fn advance_frame(&mut self, n: usize) -> Result<Option<Decoded>, ProtocolError> {
+        let frame = self.frame.as_mut().expect("frame in progress");
+        frame.remaining -= n as u64;
+        frame.done += n;
+        if frame.remaining == 0 {
+            self.finish_frame()
+        } else {
+            Ok(None)
+        }
     }
 
     fn finish_frame(&mut self) -> Result<Option<Decoded>, ProtocolError> {
@@ -482,6 +583,7 @@ impl Decoder {
                         .map_err(|_| ProtocolError::InvalidUtf8)?;
                 }
                 let payload = self.buffer.split().freeze();
+                self.last_message_size = payload.len();
                 return Ok(Some(Decoded::Message(if opcode == Opcode::Text {
                     Message::Text(Utf8Bytes::from_validated(payload))
                 } else {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
+use socket2::SockRef;
 use sockeye_core::{
     Accept, ClientRequest, CloseCode, Closed, Config, Connection, Message, Response, TransmitQueue,
     UsageError,
@@ -733,14 +734,47 @@ impl Conn {
                     if *ctx.budget == 0 {
                         return Step::Deferred;
                     }
-                    match self.read(ctx.read_buf) {
-                        Ok(0) => {
+                    // A large frame's payload goes straight into the core's
+                    // message buffer; the rest through the shared buffer.
+                    let read = match self.core.payload_buffer() {
+                        Some(room) => {
+                            let len = room.len();
+                            read_once(
+                                &self.stream,
+                                &mut self.readable,
+                                self.read_closed,
+                                len,
+                                |s| SockRef::from(s).recv(room),
+                            )
+                            .map(|n| (n, true))
+                        }
+                        None => read_once(
+                            &self.stream,
+                            &mut self.readable,
+                            self.read_closed,
+                            ctx.read_buf.len(),
+                            |mut s| s.read(ctx.read_buf),
+                        )
+                        .map(|n| (n, false)),
+                    };
+                    match read {
+                        Ok((0, _)) => {
                             self.eof = true;
                             self.core.handle_eof(ctx.now);
                         }
-                        Ok(n) => {
+                        Ok((n, direct)) => {
                             *ctx.budget = ctx.budget.saturating_sub(n);
-                            self.core.handle_input(ctx.now, &ctx.read_buf[..n]);
+                            if direct {
+                                // SAFETY: `recv` wrote the first `n` bytes of
+                                // the room `payload_buffer` offered, and
+                                // nothing touched the core in between.
+                                #[allow(unsafe_code)]
+                                unsafe {
+                                    self.core.handle_payload_read(ctx.now, n)
+                                };
+                            } else {
+                                self.core.handle_input(ctx.now, &ctx.read_buf[..n]);
+                            }
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(error) => return self.fail(error),
@@ -769,7 +803,14 @@ impl Conn {
                         return Step::Free;
                     }
                     while self.readable {
-                        match self.read(ctx.read_buf) {
+                        let len = ctx.read_buf.len();
+                        match read_once(
+                            &self.stream,
+                            &mut self.readable,
+                            self.read_closed,
+                            len,
+                            |mut s| s.read(ctx.read_buf),
+                        ) {
                             Ok(0) => return Step::Free,
                             Ok(_) => {}
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -803,30 +844,6 @@ impl Conn {
         Step::Event(Event::Io(error))
     }
 
-    /// Reads once. `WouldBlock` means the readiness is used up.
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            match (&self.stream).read(buf) {
-                Ok(n) => {
-                    // A short read emptied the socket: more data, or the
-                    // peer's FIN, will come with a new event, so skip the
-                    // read that would only say `WouldBlock`. Unless the
-                    // event already said the peer closed: then read on to
-                    // the EOF.
-                    if n == 0 || (n < buf.len() && !self.read_closed) {
-                        self.readable = false;
-                    }
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.readable = false;
-                    return Err(e);
-                }
-            }
-        }
-    }
-
     /// Writes what the core has to send until done or the socket is full,
     /// with vectored writes: frame headers and payloads are never copied
     /// together, and partial writes resume where they stopped.
@@ -851,6 +868,37 @@ impl Conn {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Reads once from `stream` with `read`, which takes at most `len` bytes,
+/// and keeps `readable` true while more may be waiting. `WouldBlock` means
+/// the readiness is used up.
+fn read_once(
+    stream: &TcpStream,
+    readable: &mut bool,
+    read_closed: bool,
+    len: usize,
+    mut read: impl FnMut(&TcpStream) -> io::Result<usize>,
+) -> io::Result<usize> {
+    loop {
+        match read(stream) {
+            Ok(n) => {
+                // A short read emptied the socket: more data, or the peer's
+                // FIN, will come with a new event, so skip the read that
+                // would only say `WouldBlock`. Unless the event already said
+                // the peer closed: then read on to the EOF.
+                if n == 0 || (n < len && !read_closed) {
+                    *readable = false;
+                }
+                return Ok(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                *readable = false;
+                return Err(e);
             }
         }
     }

@@ -179,6 +179,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     }
 
     fn poll_read_in(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // A large frame's payload goes straight into the core's message
+        // buffer; the rest through a buffer on the stack.
+        if let Some(room) = self.conn.payload_buffer() {
+            let mut buf = ReadBuf::uninit(room);
+            ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+            match buf.filled().len() {
+                0 => self.conn.handle_eof(now()),
+                // SAFETY: `ReadBuf` counts as filled only bytes that were
+                // written, and nothing touched the core since
+                // `payload_buffer` (a pending read returned above).
+                n => unsafe { self.conn.handle_payload_read(now(), n) },
+            }
+            return Poll::Ready(Ok(()));
+        }
         let mut storage = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
         let mut buf = ReadBuf::uninit(&mut storage);
         ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
