@@ -66,6 +66,12 @@ pub struct Config {
     /// plus what the driver holds), a driver stops taking sends (tokio's
     /// `send` waits) or reports it (mio). The core itself queues whatever it
     /// is given. Default 256 KiB.
+    ///
+    /// A peer that stops reading holds the sender at this mark, as TCP
+    /// would. Two ends that both only send, each waiting at its mark without
+    /// reading (the mio driver also stops reading meanwhile), wait for each
+    /// other for ever: receive on another task (tokio's `split`), or bound
+    /// the wait with a timeout.
     pub write_buffer_high_water: usize,
 }
 

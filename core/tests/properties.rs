@@ -1122,12 +1122,24 @@ struct Fed {
     transmits: Vec<Transmit>,
 }
 
+/// How [`feed`] hands each write to the connection.
+#[derive(Clone, Copy)]
+enum Feeding {
+    /// Through `handle_input`.
+    Input,
+    /// Through `handle_input`, draining the transmits after each: when pongs
+    /// go out, and which ones once more than a few wait (the oldest are
+    /// dropped), depends on when the transmits are drained, not only on the
+    /// input.
+    DrainingEach,
+    /// As a driver reads: into `payload_buffer` while the connection offers
+    /// room, at most a write at a time, and the rest through `handle_input`.
+    Direct,
+}
+
 /// Feeds `writes` to a fresh connection of the given role, draining events
-/// after every input (and answering the upgrade request). Transmits are
-/// drained after every input only with `drain_each`: when pongs go out, and
-/// which ones once more than a few wait (the oldest are dropped), depends on
-/// when the transmits are drained, not only on the input.
-fn feed(role: Side, config: &Config, seed: u64, writes: &[Vec<u8>], drain_each: bool) -> Fed {
+/// after every input (and answering the upgrade request).
+fn feed(role: Side, config: &Config, seed: u64, writes: &[Vec<u8>], feeding: Feeding) -> Fed {
     let conn = match role {
         Side::Client => Connection::client(request(), config.clone(), seed, base()).unwrap(),
         Side::Server => Connection::server(config.clone(), base()).unwrap(),
@@ -1138,20 +1150,44 @@ fn feed(role: Side, config: &Config, seed: u64, writes: &[Vec<u8>], drain_each: 
         transmits: Vec::new(),
     };
     for write in writes {
-        fed.conn.handle_input(base(), write);
-        check_input_held(&fed.conn, config, write.len());
-        while let Some(event) = fed.conn.poll_event() {
-            if matches!(event, Event::Request(_)) {
-                fed.conn.accept(Accept::default()).unwrap();
+        let mut rest = &write[..];
+        while let Feeding::Direct = feeding
+            && !rest.is_empty()
+            && let Some(room) = fed.conn.payload_buffer()
+        {
+            let n = room.len().min(rest.len());
+            for (slot, byte) in room.iter_mut().zip(&rest[..n]) {
+                slot.write(*byte);
             }
-            fed.events.push(event);
+            // SAFETY: the loop above wrote the first `n` bytes of `room`.
+            unsafe { fed.conn.handle_payload_read(base(), n) };
+            rest = &rest[n..];
+            fed.drain_events(config, n);
         }
-        check_input_held(&fed.conn, config, 0);
-        if drain_each {
+        if !rest.is_empty() {
+            fed.conn.handle_input(base(), rest);
+            fed.drain_events(config, rest.len());
+        }
+        if let Feeding::DrainingEach = feeding {
             fed.transmits.extend(drain_transmits(&mut fed.conn));
         }
     }
     fed
+}
+
+impl Fed {
+    /// Drains the events after an input of `len` bytes, answering the
+    /// upgrade request, and checks what the connection holds on the way.
+    fn drain_events(&mut self, config: &Config, len: usize) {
+        check_input_held(&self.conn, config, len);
+        while let Some(event) = self.conn.poll_event() {
+            if matches!(event, Event::Request(_)) {
+                self.conn.accept(Accept::default()).unwrap();
+            }
+            self.events.push(event);
+        }
+        check_input_held(&self.conn, config, 0);
+    }
 }
 
 /// The transmits' exact bytes, one entry per transmit.
@@ -1182,20 +1218,30 @@ fn check_split_invariance(receiver: Side, script: &Script) {
     let config = script.limits.config();
     let whole = vec![stream.clone()];
     let pieces = split_bytes(&stream, &script.chunking);
-    let mut a = feed(receiver, &config, script.seed, &whole, false);
-    let mut b = feed(receiver, &config, script.seed, &pieces, false);
-    let mut c = feed(receiver, &config, script.seed, &pieces, true);
+    let mut a = feed(receiver, &config, script.seed, &whole, Feeding::Input);
+    let mut b = feed(receiver, &config, script.seed, &pieces, Feeding::Input);
+    let mut c = feed(
+        receiver,
+        &config,
+        script.seed,
+        &pieces,
+        Feeding::DrainingEach,
+    );
+    let mut d = feed(receiver, &config, script.seed, &pieces, Feeding::Direct);
 
     assert_eq!(b.events, a.events, "events, fed in pieces vs whole");
+    assert_eq!(d.events, a.events, "events, read into the payload buffer");
     assert_eq!(
         c.events, a.events,
         "events, fed in pieces and drained each time vs whole"
     );
-    for fed in [&mut a, &mut b] {
+    for fed in [&mut a, &mut b, &mut d] {
         fed.transmits.extend(drain_transmits(&mut fed.conn));
     }
     assert_eq!(raw(&b.transmits), raw(&a.transmits), "output bytes");
+    assert_eq!(raw(&d.transmits), raw(&a.transmits), "output bytes, direct");
     assert_eq!(observable(&b.conn), observable(&a.conn));
+    assert_eq!(observable(&d.conn), observable(&a.conn));
     assert_eq!(observable(&c.conn), observable(&a.conn));
     // Draining after every input can only add pongs, each answering a ping
     // that had arrived by then.
@@ -1227,7 +1273,7 @@ fn check_split_invariance(receiver: Side, script: &Script) {
         }
     }
 
-    for fed in [&mut a, &mut b, &mut c] {
+    for fed in [&mut a, &mut b, &mut c, &mut d] {
         fed.conn.handle_eof(base());
         fed.events
             .extend(std::iter::from_fn(|| fed.conn.poll_event()));
@@ -1235,6 +1281,7 @@ fn check_split_invariance(receiver: Side, script: &Script) {
     }
     assert_eq!(b.events, a.events, "events after EOF");
     assert_eq!(c.events, a.events, "events after EOF");
+    assert_eq!(d.events, a.events, "events after EOF, direct");
     assert_eq!(
         raw(&b.transmits),
         raw(&a.transmits),

@@ -428,6 +428,45 @@ impl Driver {
     /// [`CoreEvent::HttpRequest`] with a plain HTTP response (a refusal, or a
     /// health check's answer). The transport closes once it is written;
     /// [`CoreEvent::Closed`] follows.
+    ///
+    /// A server that refuses every path but `/chat`, and a client that asks
+    /// for another:
+    ///
+    /// ```
+    /// use sockeye_mio::{ClientRequest, Config, CoreEvent, Driver, Event, Response};
+    /// # use std::time::Instant;
+    /// # use mio::net::{TcpListener, TcpStream};
+    /// # use mio::{Events, Poll};
+    /// # let mut poll = Poll::new()?;
+    /// # let mut driver = Driver::new(poll.registry(), 0..16, Config::default())?;
+    /// # let listener = TcpListener::bind("127.0.0.1:0".parse()?)?;
+    /// # let addr = listener.local_addr()?;
+    /// # driver.listen(listener)?;
+    /// let request = ClientRequest::new("127.0.0.1", addr.port(), "/admin");
+    /// let client = driver.connect(TcpStream::connect(addr)?, request, Instant::now())?;
+    /// let mut events = Events::with_capacity(64);
+    /// let mut refused = None;
+    /// while refused.is_none() {
+    ///     poll.poll(&mut events, driver.next_timeout(Instant::now()))?;
+    ///     let now = Instant::now();
+    ///     for event in events.iter() {
+    ///         driver.handle_event(event, now);
+    ///     }
+    ///     driver.handle_timeouts(now);
+    ///     while let Some((id, event)) = driver.poll_event(now) {
+    ///         match event {
+    ///             Event::Core(CoreEvent::Request(request)) if request.path != "/chat" => {
+    ///                 driver.respond(id, Response::new(403, "no such room"))?;
+    ///             }
+    ///             Event::Core(CoreEvent::Closed(how)) if id == client => refused = Some(how),
+    ///             _ => {}
+    ///         }
+    ///     }
+    /// }
+    /// let error = refused.unwrap().error.expect("a refusal");
+    /// assert_eq!(error.to_string(), "server refused the upgrade with 403 Forbidden");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn respond(&mut self, id: ConnectionId, response: Response) -> Result<(), Error> {
         self.conn_mut(id)?.core.respond(response)?;
         self.wake(id.index);
@@ -458,6 +497,42 @@ impl Driver {
     /// Queues a ping with up to 125 bytes of payload. The heartbeat pings on
     /// its own (see [`Config::ping_interval`]); this is for an application
     /// that probes the peer itself. [`CoreEvent::Pong`] brings the answer.
+    ///
+    /// ```
+    /// use sockeye_mio::{Accept, ClientRequest, Config, CoreEvent, Driver, Event};
+    /// # use std::time::Instant;
+    /// # use mio::net::{TcpListener, TcpStream};
+    /// # use mio::{Events, Poll};
+    /// # let mut poll = Poll::new()?;
+    /// # let mut driver = Driver::new(poll.registry(), 0..16, Config::default())?;
+    /// # let listener = TcpListener::bind("127.0.0.1:0".parse()?)?;
+    /// # let addr = listener.local_addr()?;
+    /// # driver.listen(listener)?;
+    /// let request = ClientRequest::new("127.0.0.1", addr.port(), "/");
+    /// let client = driver.connect(TcpStream::connect(addr)?, request, Instant::now())?;
+    /// let mut events = Events::with_capacity(64);
+    /// let mut answer = None;
+    /// while answer.is_none() {
+    ///     poll.poll(&mut events, driver.next_timeout(Instant::now()))?;
+    ///     let now = Instant::now();
+    ///     for event in events.iter() {
+    ///         driver.handle_event(event, now);
+    ///     }
+    ///     driver.handle_timeouts(now);
+    ///     while let Some((id, event)) = driver.poll_event(now) {
+    ///         match event {
+    ///             Event::Core(CoreEvent::Request(_)) => driver.accept(id, Accept::default())?,
+    ///             Event::Core(CoreEvent::Open(_)) if id == client => {
+    ///                 driver.ping(id, "are you there?".into())?;
+    ///             }
+    ///             Event::Core(CoreEvent::Pong(payload)) if id == client => answer = Some(payload),
+    ///             _ => {}
+    ///         }
+    ///     }
+    /// }
+    /// assert_eq!(answer.unwrap(), "are you there?");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn ping(&mut self, id: ConnectionId, payload: Bytes) -> Result<(), Error> {
         self.conn_mut(id)?
             .core
@@ -486,6 +561,23 @@ impl Driver {
     }
 
     /// Bytes queued on the connection and not yet written to the socket.
+    ///
+    /// ```
+    /// use sockeye_mio::{ClientRequest, Config, Driver};
+    /// # use std::time::Instant;
+    /// # use mio::net::{TcpListener, TcpStream};
+    /// # use mio::{Events, Poll};
+    /// # let mut poll = Poll::new()?;
+    /// # let mut driver = Driver::new(poll.registry(), 0..16, Config::default())?;
+    /// # let listener = TcpListener::bind("127.0.0.1:0".parse()?)?;
+    /// # let addr = listener.local_addr()?;
+    /// # driver.listen(listener)?;
+    /// let request = ClientRequest::new("127.0.0.1", addr.port(), "/");
+    /// let client = driver.connect(TcpStream::connect(addr)?, request, Instant::now())?;
+    /// // The upgrade request waits for the loop's next turn to be written.
+    /// assert!(driver.buffered_amount(client)? > 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn buffered_amount(&self, id: ConnectionId) -> Result<usize, Error> {
         match self.slots.get(id.index) {
             Some(Slot {

@@ -377,3 +377,124 @@ fn release_buffers_frees_idle_memory_only() {
         Ok(vec![text("ab")])
     );
 }
+
+// Reading straight into the message buffer.
+
+/// A whole frame: header (masked with `key` if given) and payload.
+fn frame(opcode: Opcode, key: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
+    let header = Header {
+        fin: true,
+        rsv: 0,
+        opcode,
+        mask: key,
+        payload_len: payload.len() as u64,
+    };
+    let mut wire = header.encode().as_slice().to_vec();
+    let start = wire.len();
+    wire.extend_from_slice(payload);
+    if let Some(key) = key {
+        apply_mask(&mut wire[start..], key, 0);
+    }
+    wire
+}
+
+/// Decodes `wire` as a driver reads it: into `payload_spare` while the
+/// decoder offers room, at most `read` bytes at a time, and through
+/// `decode` otherwise.
+fn decode_reading(
+    decoder: &mut Decoder,
+    mut wire: &[u8],
+    read: usize,
+) -> Result<Vec<Decoded>, ProtocolError> {
+    let mut out = Vec::new();
+    while !wire.is_empty() {
+        if let Some(room) = decoder.payload_spare() {
+            let n = room.len().min(read).min(wire.len());
+            for (slot, byte) in room.iter_mut().zip(&wire[..n]) {
+                slot.write(*byte);
+            }
+            wire = &wire[n..];
+            // SAFETY: the loop above wrote the first `n` bytes of `room`.
+            out.extend(unsafe { decoder.commit_payload(n) }?);
+        } else {
+            let (chunk, rest) = wire.split_at(read.min(wire.len()));
+            wire = rest;
+            out.extend(decode_all(decoder, chunk)?);
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn payload_read_into_the_spare_room_is_unmasked_and_checked() {
+    let body = "héllo wörld ".repeat(3000);
+    let key = [0x37, 0xfa, 0x21, 0x3d];
+    let wire = frame(Opcode::Text, Some(key), body.as_bytes());
+    for read in [1000, 4096, 65_536] {
+        let mut d = decoder(Role::Server);
+        assert_eq!(decode_reading(&mut d, &wire, read), Ok(vec![text(&body)]));
+    }
+    // Invalid UTF-8 deep in the direct part fails as it does through decode.
+    let mut bad = body.clone().into_bytes();
+    bad[30_000] = 0xff;
+    let wire = frame(Opcode::Text, Some(key), &bad);
+    assert_eq!(
+        decode_reading(&mut decoder(Role::Server), &wire, 4096),
+        Err(ProtocolError::InvalidUtf8)
+    );
+}
+
+#[test]
+fn payload_spare_is_offered_only_for_large_remainders_of_data_frames() {
+    let mut d = decoder(Role::Client);
+    assert!(d.payload_spare().is_none(), "between frames");
+    let ping = frame(Opcode::Ping, None, &[1; 100]);
+    decode_all(&mut d, &ping[..10]).unwrap();
+    assert!(d.payload_spare().is_none(), "in a control frame");
+    decode_all(&mut d, &ping[10..]).unwrap();
+
+    let wire = frame(Opcode::Binary, None, &[7; 10_000]);
+    // Header and 6 000 bytes in: 4 000 to come, less than read_buffer_size.
+    decode_all(&mut d, &wire[..4 + 6_000]).unwrap();
+    assert!(d.payload_spare().is_none(), "a small remainder");
+    let mut d = decoder(Role::Client);
+    decode_all(&mut d, &wire[..4]).unwrap();
+    let room = d.payload_spare().expect("a large remainder");
+    assert!((4096..=10_000).contains(&room.len()), "{}", room.len());
+}
+
+#[test]
+fn a_peer_that_sent_a_large_message_gets_room_for_the_next_at_once() {
+    let payload = vec![9; 1 << 20];
+    let wire = frame(Opcode::Binary, None, &payload);
+    let mut d = decoder(Role::Client);
+    // The first message grows with what arrives, 64 KiB at a time.
+    assert_eq!(decode_reading(&mut d, &wire, 65_536).unwrap().len(), 1);
+    // The next one starts in a buffer of its full size, never moved.
+    decode_all(&mut d, &wire[..10 + 65_536]).unwrap();
+    assert!(
+        d.buffer.capacity() >= payload.len(),
+        "{}",
+        d.buffer.capacity()
+    );
+    let start = d.buffer.as_ptr();
+    let rest = decode_reading(&mut d, &wire[10 + 65_536..], 65_536).unwrap();
+    assert!(matches!(&rest[..], [Decoded::Message(Message::Binary(b))] if b.as_ptr() == start));
+}
+
+#[test]
+fn a_message_does_not_start_in_leftover_room_it_would_outgrow() {
+    let mut d = decoder(Role::Client);
+    // A message that grew in steps leaves room after it in its allocation.
+    let first = frame(Opcode::Binary, None, &vec![1; 100_000]);
+    decode_reading(&mut d, &first, 1000).unwrap();
+    let leftover = d.buffer.capacity();
+    // A message just too large for that room starts in a buffer of its own
+    // instead of being copied out of the room when it fills up.
+    let second = frame(Opcode::Binary, None, &vec![2; leftover + 1]);
+    let header = second.len() - (leftover + 1);
+    decode_all(&mut d, &second[..header + 1]).unwrap();
+    let start = d.buffer.as_ptr();
+    let rest = decode_all(&mut d, &second[header + 1..]).unwrap();
+    assert!(matches!(&rest[..], [Decoded::Message(Message::Binary(b))] if b.as_ptr() == start));
+}

@@ -220,6 +220,28 @@ impl Checked {
         self.drain();
     }
 
+    /// Received bytes as a driver reads them: into the payload buffer while
+    /// the connection offers room, draining after each read, and the rest
+    /// through [`input`](Self::input).
+    pub(crate) fn read(&mut self, mut data: &[u8]) {
+        while !data.is_empty()
+            && let Some(room) = self.conn.payload_buffer()
+        {
+            let n = room.len().min(data.len());
+            for (slot, byte) in room.iter_mut().zip(&data[..n]) {
+                slot.write(*byte);
+            }
+            // SAFETY: the loop above wrote the first `n` bytes of `room`.
+            unsafe { self.conn.handle_payload_read(self.now, n) };
+            data = &data[n..];
+            self.features.insert("input:payload_buffer".into());
+            self.drain();
+        }
+        if !data.is_empty() {
+            self.input(data);
+        }
+    }
+
     /// The peer stopped sending, then drain.
     pub(crate) fn eof(&mut self) {
         self.conn.handle_eof(self.now);

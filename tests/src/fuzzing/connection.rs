@@ -194,15 +194,16 @@ pub(crate) fn run(role: Role, data: &[u8]) -> BTreeSet<String> {
     conn.features
 }
 
-/// Feeds `bytes` in one input, or in two at `split` (modulo the length).
+/// Feeds `bytes` as one read, or at `split` (modulo the length) as an input
+/// and a read: both ways a driver hands bytes over.
 fn feed(conn: &mut Checked, bytes: &[u8], split: Option<u16>) {
     match split {
         Some(at) if !bytes.is_empty() => {
             let (a, b) = bytes.split_at(usize::from(at) % bytes.len());
             conn.input(a);
-            conn.input(b);
+            conn.read(b);
         }
-        _ => conn.input(bytes),
+        _ => conn.read(bytes),
     }
 }
 
