@@ -240,9 +240,9 @@ struct FrameInProgress {
 /// bytes are copied once, from the input into the message buffer, and
 /// unmasked and UTF-8-checked while still in cache; the payload of a large
 /// frame can instead be read straight into the message buffer
-/// ([`payload_spare`](Self::payload_spare)) and unmasked there. Small messages share one
-/// buffer of [`Config::read_buffer_size`] bytes, split off without copying,
-/// so steady traffic does not allocate per frame. Memory stays under
+/// ([`payload_spare`](Self::payload_spare)) and unmasked there. Small
+/// messages share one buffer of [`Config::read_buffer_size`] bytes, split
+/// off without copying, so steady traffic does not allocate per frame. Memory stays under
 /// `max_message_size` plus one control frame.
 ///
 /// After an error the decoder is spent: the connection is failing.

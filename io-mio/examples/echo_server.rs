@@ -4,10 +4,12 @@
 //!
 //! ```sh
 //! cargo run --release -p sockeye-mio --example echo_server -- --bind 127.0.0.1:9002
-//! cargo run --release -p sockeye-mio --example echo_server -- --port 9002
+//! cargo run --release -p sockeye-mio --example echo_server -- --port 9002 --read-budget 67108864
 //! ```
 //!
 //! One thread, one `Poll`. A plain HTTP request gets `426 Upgrade Required`.
+//! `--read-budget BYTES` trades fairness between connections for large
+//! messages' throughput ([`Driver::with_read_budget`]).
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -16,13 +18,16 @@ use mio::net::TcpListener;
 use mio::{Events, Poll};
 use sockeye_mio::{Accept, Config, CoreEvent, Driver, Event, Response};
 
-const USAGE: &str = "usage: echo_server [--bind ADDR | --port PORT]  (default 127.0.0.1:9002)";
+const USAGE: &str = "usage: echo_server [--bind ADDR | --port PORT] [--read-budget BYTES]  (default 127.0.0.1:9002)";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let bind = parse_bind(std::env::args().skip(1))?;
+    let options = parse_options(std::env::args().skip(1))?;
     let mut poll = Poll::new()?;
     let mut driver = Driver::new(poll.registry(), 0..1 << 20, Config::default())?;
-    let listener = TcpListener::bind(bind)?;
+    if let Some(bytes) = options.read_budget {
+        driver = driver.with_read_budget(bytes);
+    }
+    let listener = TcpListener::bind(options.bind)?;
     eprintln!("echo_server: listening on ws://{}", listener.local_addr()?);
     driver.listen(listener)?;
 
@@ -53,18 +58,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-fn parse_bind(mut args: impl Iterator<Item = String>) -> Result<SocketAddr, String> {
-    let mut bind: SocketAddr = "127.0.0.1:9002".parse().expect("a valid default");
+struct Options {
+    bind: SocketAddr,
+    read_budget: Option<usize>,
+}
+
+fn parse_options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+    let mut options = Options {
+        bind: "127.0.0.1:9002".parse().expect("a valid default"),
+        read_budget: None,
+    };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(USAGE)?;
-        bind = match flag.as_str() {
-            "--bind" => value.parse().map_err(|e| format!("--bind {value}: {e}"))?,
+        match flag.as_str() {
+            "--bind" => {
+                options.bind = value.parse().map_err(|e| format!("--bind {value}: {e}"))?;
+            }
             "--port" => {
                 let port = value.parse().map_err(|e| format!("--port {value}: {e}"))?;
-                SocketAddr::new(bind.ip(), port)
+                options.bind.set_port(port);
+            }
+            "--read-budget" => {
+                let bytes = value
+                    .parse()
+                    .map_err(|e| format!("--read-budget {value}: {e}"))?;
+                options.read_budget = Some(bytes);
             }
             _ => return Err(USAGE.into()),
-        };
+        }
     }
-    Ok(bind)
+    Ok(options)
 }

@@ -12,6 +12,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use mio::{Events, Poll, Token, Waker};
+use mio::{Events, Poll, Registry, Token, Waker};
 use sockeye_core::{Error as CoreError, ProtocolError, ResponseError};
 use sockeye_mio::{
     Accept, ClientRequest, CloseCode, Closed, Config, ConnectionId, CoreEvent, Driver, Event,
@@ -159,13 +160,19 @@ const STOP: Token = Token(0);
 
 impl MioServer {
     fn echo(config: Config) -> Self {
-        Self::spawn(config, Box::new(echo))
+        Self::spawn(Driver::new, config, Box::new(echo))
     }
 
-    fn spawn(config: Config, mut behaviour: Behaviour) -> Self {
+    /// Serves with the driver `new` makes (`Driver::new`, or one with
+    /// settings of its own).
+    fn spawn(
+        new: impl FnOnce(&Registry, Range<usize>, Config) -> Result<Driver, sockeye_mio::Error>,
+        config: Config,
+        mut behaviour: Behaviour,
+    ) -> Self {
         let mut poll = Poll::new().unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), STOP).unwrap());
-        let mut driver = Driver::new(poll.registry(), 1..4097, config).unwrap();
+        let mut driver = new(poll.registry(), 1..4097, config).unwrap();
         let listener = mio::net::TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         driver.listen(listener).unwrap();
@@ -486,6 +493,26 @@ async fn mio_server_echoes_sixteen_mib() {
     tokio::join!(tokio_side, tungstenite_side);
 }
 
+/// A read budget smaller than one read still moves every byte: each
+/// connection reads once per round, and a 1 MiB message gets through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mio_server_with_a_tiny_read_budget_echoes_a_large_message() {
+    let tiny = |registry: &Registry, tokens, config| {
+        Driver::new(registry, tokens, config).map(|driver| driver.with_read_budget(0))
+    };
+    let server = MioServer::spawn(tiny, Config::default(), Box::new(echo));
+    let mut theirs = tungstenite(&server.url("/"), None).await;
+    let message = Message::binary(vec![7; 1 << 20]);
+    within("1 MiB send", theirs.send(to_tungstenite(&message)))
+        .await
+        .unwrap();
+    assert_same(
+        &from_tungstenite(next(&mut theirs).await),
+        &message,
+        "1 MiB",
+    );
+}
+
 // ---- the mio server: ping, pong, heartbeat -----------------------------
 
 /// Tungstenite's pings get pongs with their payloads, in order; the mio
@@ -803,7 +830,7 @@ async fn mio_server_backpressure_and_drained() {
         write_buffer_high_water: HIGH_WATER,
         ..Config::default()
     };
-    let server = MioServer::spawn(config, flood);
+    let server = MioServer::spawn(Driver::new, config, flood);
     let mut theirs = tungstenite(&server.url("/"), None).await;
 
     // Not reading: the Drained events stop once the kernel buffers are full.
