@@ -281,6 +281,8 @@ pub struct Decoder {
 
 /// Text is validated in blocks that were just written, so still in L1.
 const BLOCK: usize = 16 * 1024;
+/// Messages from this size on get a buffer of their own size.
+const LARGE: usize = 64 * 1024;
 
 impl Decoder {
     /// A decoder for the given role, with the limits of `config`.
@@ -530,16 +532,15 @@ impl Decoder {
         let arrived = (len + incoming).max(self.read_buffer_size) as u64;
         let allowed = (4 * arrived).max(self.last_message_size as u64);
         let target = (len as u64 + frame.remaining).min(allowed) as usize;
-        if len == 0 {
-            // Nothing to copy: a message starts in the room left after the
-            // last one only if it all fits there, or it would be copied out
-            // of it later; that room includes the whole allocation once the
-            // earlier messages in it are dropped. Otherwise in a new buffer
-            // of the target size (at least `read_buffer_size`, for small
-            // messages to share), exact: `reserve` would round up, leaving
-            // room that no message of this size fits in.
+        if len == 0 && target >= LARGE {
+            // Nothing to copy: a large message starts in the room left
+            // after the last one only if it all fits there, or it would be
+            // copied out of it later; that room includes the whole
+            // allocation once the earlier messages in it are dropped.
+            // Otherwise in a buffer of exactly its size: `reserve` rounds
+            // up, leaving room that no message of this size fits in.
             if spare < target && !self.buffer.try_reclaim(target) {
-                self.buffer = BytesMut::with_capacity(target.max(self.read_buffer_size));
+                self.buffer = BytesMut::with_capacity(target);
             }
         } else if spare < needed {
             self.buffer.reserve(target - len);

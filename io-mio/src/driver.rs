@@ -27,12 +27,10 @@ const READ_CHUNK: usize = 256 * 1024;
 /// Bytes one connection may read before the others get their turn, unless
 /// [`Driver::with_read_budget`] says otherwise.
 const READ_BUDGET: usize = 4 * READ_CHUNK;
-/// Most `IoSlice`s per vectored write: a header and a payload per frame.
+/// Most `IoSlice`s per vectored write. Transmits are taken from the core
+/// only as far as one write can take them: the rest stay in the core, where
+/// a pong or a close reply can still overtake queued data.
 const MAX_SLICES: usize = 64;
-/// Transmits taken from the core ahead of writing. Taking them lazily leaves
-/// the rest in the core, where a pong or a close reply can still overtake
-/// queued data.
-const MAX_TRANSMITS: usize = MAX_SLICES / 2;
 
 /// WebSocket connections, server and client, inside an event loop the caller
 /// owns.
@@ -964,11 +962,11 @@ impl Conn {
     }
 
     /// Writes what the core has to send until done or the socket is full,
-    /// with vectored writes: frame headers and payloads are never copied
-    /// together, and partial writes resume where they stopped.
+    /// with vectored writes (large payloads are never copied), and partial
+    /// writes resume where they stopped.
     fn flush(&mut self) -> io::Result<()> {
         loop {
-            while self.out.len() < MAX_TRANSMITS
+            while self.out.slices() < MAX_SLICES
                 && let Some(transmit) = self.core.poll_transmit()
             {
                 self.out.push(transmit);

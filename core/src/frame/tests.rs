@@ -483,18 +483,21 @@ fn a_peer_that_sent_a_large_message_gets_room_for_the_next_at_once() {
 }
 
 #[test]
-fn a_message_does_not_start_in_leftover_room_it_would_outgrow() {
+fn a_large_message_does_not_start_in_leftover_room_it_would_outgrow() {
     let mut d = decoder(Role::Client);
-    // A message that grew in steps leaves room after it in its allocation.
-    let first = frame(Opcode::Binary, None, &vec![1; 100_000]);
-    decode_reading(&mut d, &first, 1000).unwrap();
-    let leftover = d.buffer.capacity();
-    // A message just too large for that room starts in a buffer of its own
-    // instead of being copied out of the room when it fills up.
-    let second = frame(Opcode::Binary, None, &vec![2; leftover + 1]);
-    let header = second.len() - (leftover + 1);
-    decode_all(&mut d, &second[..header + 1]).unwrap();
+    // A peer whose last message had 200 001 bytes, and 200 000 bytes of
+    // room left in the allocation of an earlier message still alive.
+    d.last_message_size = 200_001;
+    let mut buffer = BytesMut::with_capacity(300_000);
+    buffer.extend_from_slice(&[0; 100_000]);
+    let earlier = buffer.split().freeze();
+    d.buffer = buffer;
+    // The next message starts in a buffer of its own instead of being
+    // copied out of that room when it fills up.
+    let wire = frame(Opcode::Binary, None, &vec![2; 200_001]);
+    decode_all(&mut d, &wire[..10 + 1000]).unwrap();
     let start = d.buffer.as_ptr();
-    let rest = decode_all(&mut d, &second[header + 1..]).unwrap();
+    let rest = decode_all(&mut d, &wire[10 + 1000..]).unwrap();
     assert!(matches!(&rest[..], [Decoded::Message(Message::Binary(b))] if b.as_ptr() == start));
+    drop(earlier);
 }
