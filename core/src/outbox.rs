@@ -169,6 +169,10 @@ impl TransmitQueue {
         }
         self.remaining += len;
         if len <= COPY_MAX {
+            if self.small.capacity() == 0 {
+                // One allocation for a burst, not a growth per frame.
+                self.small.reserve(8 * COPY_MAX);
+            }
             self.small.extend_from_slice(transmit.header());
             self.small.extend_from_slice(transmit.payload());
             return;
