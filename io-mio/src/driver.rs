@@ -256,8 +256,8 @@ impl Driver {
     /// the rest. A larger budget lets a busy connection move more at once,
     /// which raises the throughput of large messages at the cost of the
     /// others' latency: in `BENCHMARKS.md`, 1 MiB echoes over 10 connections
-    /// moved ~40 % more with a 64 MiB budget, and their p99 latency went from
-    /// 46 ms to ~250 ms, like the tokio servers'.
+    /// moved 40–55 % more with a 64 MiB budget, and their p99 latency went
+    /// from ~46 ms to ~190–215 ms, like the tokio servers'.
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
