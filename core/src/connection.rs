@@ -393,8 +393,7 @@ impl Connection {
         if n == 0 {
             return;
         }
-        self.last_seen = now;
-        self.missed_pongs = 0;
+        self.heard_from_peer();
         // SAFETY: the caller's promise, passed on: `payload_buffer` handed
         // out the decoder's `payload_spare`, and `n` of it is written.
         match unsafe { self.decoder.commit_payload(n) } {
@@ -802,14 +801,19 @@ impl Connection {
             // Nothing follows the peer's close frame (§5.5.1).
             return;
         }
-        self.last_seen = self.now;
-        self.missed_pongs = 0;
+        self.heard_from_peer();
         if self.unread.is_empty() {
             let rest = self.decode(data);
             self.unread.extend_from_slice(rest);
         } else {
             self.unread.extend_from_slice(data);
         }
+    }
+
+    /// Frame bytes arrived: the peer is alive, whatever they hold.
+    fn heard_from_peer(&mut self) {
+        self.last_seen = self.now;
+        self.missed_pongs = 0;
     }
 
     /// Decodes the next message from `unread`, keeping the rest in place:

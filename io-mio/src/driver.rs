@@ -865,14 +865,7 @@ impl Conn {
                             )
                             .map(|n| (n, true))
                         }
-                        None => read_once(
-                            &self.stream,
-                            &mut self.readable,
-                            self.read_closed,
-                            ctx.read_buf.len(),
-                            |mut s| s.read(ctx.read_buf),
-                        )
-                        .map(|n| (n, false)),
+                        None => self.read(ctx.read_buf).map(|n| (n, false)),
                     };
                     match read {
                         Ok((0, _)) => {
@@ -920,14 +913,7 @@ impl Conn {
                         return Step::Free;
                     }
                     while self.readable {
-                        let len = ctx.read_buf.len();
-                        match read_once(
-                            &self.stream,
-                            &mut self.readable,
-                            self.read_closed,
-                            len,
-                            |mut s| s.read(ctx.read_buf),
-                        ) {
+                        match self.read(ctx.read_buf) {
                             Ok(0) => return Step::Free,
                             Ok(_) => {}
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -959,6 +945,17 @@ impl Conn {
         tracing::debug!(%error, "transport failed");
         self.phase = Phase::Dead;
         Step::Event(Event::Io(error))
+    }
+
+    /// Reads once into `buf`: see [`read_once`].
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        read_once(
+            &self.stream,
+            &mut self.readable,
+            self.read_closed,
+            buf.len(),
+            |mut s| s.read(buf),
+        )
     }
 
     /// Writes what the core has to send until done or the socket is full,
