@@ -23,7 +23,7 @@ use criterion::measurement::WallTime;
 use criterion::{BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use sockeye_core::frame::{Decoded, Decoder, Header, Opcode, Role};
 use sockeye_core::{
-    Accept, ClientRequest, Config, Connection, Event, Message, Utf8Bytes, apply_mask,
+    Accept, ClientRequest, Config, Connection, Event, Message, TransmitQueue, Utf8Bytes, apply_mask,
 };
 
 const SIZES: [usize; 4] = [16, 1 << 10, 64 << 10, 1 << 20];
@@ -202,6 +202,42 @@ fn send_and_drain(conn: &mut Connection, now: Instant, message: Message) -> usiz
     written
 }
 
+/// Messages in flight per connection in the echo benchmark, as in
+/// wsbench's 100 × 8 scenarios: one read brings eight frames.
+const BURST: usize = 8;
+
+/// What an echo server does with one read of `BURST` client frames: decode
+/// each message, send it back, queue the transmits and write them out in
+/// vectored writes. The server's whole share of per-message work except the
+/// system calls.
+fn echo_op(size: usize) -> impl FnMut() -> usize {
+    let now = Instant::now();
+    let burst = client_frame(Opcode::Binary, &binary_payload(size)).repeat(BURST);
+    let mut server = open_server(now);
+    let mut out = TransmitQueue::default();
+    move || {
+        server.handle_input(now, black_box(&burst));
+        while let Some(event) = server.poll_event() {
+            let Event::Message(message) = event else {
+                panic!("expected a message, got {event:?}");
+            };
+            server.send(now, message).expect("open connection");
+        }
+        while let Some(transmit) = server.poll_transmit() {
+            out.push(transmit);
+        }
+        let mut written = 0;
+        while out.has_remaining() {
+            let mut slices = [IoSlice::new(&[]); 64];
+            let parts = out.chunks_vectored(&mut slices);
+            let n: usize = black_box(&slices[..parts]).iter().map(|s| s.len()).sum();
+            out.advance(n);
+            written += n;
+        }
+        written
+    }
+}
+
 // ---- criterion groups -------------------------------------------------------
 
 fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
@@ -308,6 +344,19 @@ fn bench_encode(c: &mut Criterion) {
     group.finish();
 }
 
+fn bench_echo(c: &mut Criterion) {
+    let mut group = c.benchmark_group("echo_burst");
+    configure(&mut group);
+    for size in [16, 4 << 10] {
+        let mut op = echo_op(size);
+        group.throughput(Throughput::Bytes((BURST * size) as u64));
+        group.bench_function(BenchmarkId::from_parameter(label(size)), |b| {
+            b.iter(&mut op)
+        });
+    }
+    group.finish();
+}
+
 fn bench_as_str(c: &mut Criterion) {
     // Why `Utf8Bytes::as_str` skips re-validation: the checked alternative is
     // a full pass over the payload on every access.
@@ -397,6 +446,7 @@ fn main() {
     bench_decode(&mut criterion);
     bench_text_validation(&mut criterion);
     bench_encode(&mut criterion);
+    bench_echo(&mut criterion);
     bench_as_str(&mut criterion);
     criterion.final_summary();
 

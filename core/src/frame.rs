@@ -284,6 +284,12 @@ const BLOCK: usize = 16 * 1024;
 /// Messages from this size on get a buffer of their own size.
 const LARGE: usize = 64 * 1024;
 
+/// The least room a message starts with. Small messages share it, which
+/// saves each the two allocations of a buffer of its own (23 % of the core's
+/// instructions in a 16 B echo); a message the application keeps holds the
+/// whole chunk alive.
+const SMALL_CHUNK: usize = 1024;
+
 impl Decoder {
     /// A decoder for the given role, with the limits of `config`.
     pub fn new(role: Role, config: &Config) -> Self {
@@ -525,7 +531,9 @@ impl Decoder {
     /// messages gets room for the whole of each at once. Growing copies what
     /// the buffer holds, so the steps are large: a frame whose first read
     /// brings a quarter of it is never copied, and one that arrives 64 KiB at
-    /// a time is copied a quarter of its size again in all.
+    /// a time is copied a quarter of its size again in all. Messages start
+    /// with room for at least `SMALL_CHUNK` bytes, so a run of small ones is
+    /// split off one allocation.
     fn make_room(&mut self, frame: &FrameInProgress, incoming: usize, needed: usize) {
         let len = self.buffer.len();
         let spare = self.buffer.capacity() - len;
@@ -543,7 +551,12 @@ impl Decoder {
                 self.buffer = BytesMut::with_capacity(target);
             }
         } else if spare < needed {
-            self.buffer.reserve(target - len);
+            let room = if len == 0 {
+                target.max(SMALL_CHUNK)
+            } else {
+                target - len
+            };
+            self.buffer.reserve(room);
         }
     }
 

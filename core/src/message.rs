@@ -8,7 +8,9 @@ use crate::utf8::Utf8Bytes;
 ///
 /// Payloads are reference-counted: receiving hands out the decoder's buffer
 /// without copying, and sending the same `Message` to many connections shares
-/// one payload.
+/// one payload. Received messages under 1 KiB share an allocation with their
+/// neighbours; to keep many of them for long, copy them out
+/// (`Bytes::copy_from_slice`) so they do not hold whole buffers alive.
 ///
 /// ```
 /// use sockeye_core::Message;

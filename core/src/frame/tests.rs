@@ -363,6 +363,25 @@ fn a_large_announced_frame_does_not_allocate_what_has_not_arrived() {
 }
 
 #[test]
+fn small_messages_share_one_allocation() {
+    let mut d = decoder(Role::Server);
+    let mut wire = Vec::new();
+    for payload in [b"first", b"secnd", b"third"] {
+        wire.extend(frame(Opcode::Binary, Some([1, 2, 3, 4]), payload));
+    }
+    let messages = decode_all(&mut d, &wire).unwrap();
+    // All three stay alive, each right after the one before in memory.
+    let starts: Vec<_> = messages
+        .iter()
+        .map(|item| match item {
+            Decoded::Message(message) => message.payload().as_ptr() as usize,
+            other => panic!("expected a message, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(starts, [starts[0], starts[0] + 5, starts[0] + 10]);
+}
+
+#[test]
 fn release_buffers_frees_idle_memory_only() {
     let mut d = decoder(Role::Client);
     decode_all(&mut d, &[0x81, 0x01, b'a']).unwrap();
