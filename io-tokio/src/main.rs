@@ -6,11 +6,16 @@
 //! sockeye serve --help                # every flag, with its environment variable
 //! ```
 
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use futures_core::Stream;
+use futures_sink::Sink;
 use sockeye_tokio::{Accept, CloseCode, Config, Error, Incoming, Response, WebSocket};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -238,25 +243,12 @@ async fn serve_connection(
         return;
     };
     tracing::info!(%peer, %path, "open");
-    let error: Option<Error> = loop {
-        tokio::select! {
-            // Messages first: the shutdown branch is then polled (and its
-            // waiter registered) only when no message is ready, not once per
-            // message.
-            biased;
-            message = socket.recv() => match message {
-                Some(Ok(message)) => {
-                    if let Err(error) = socket.feed(message).await {
-                        break Some(error);
-                    }
-                }
-                Some(Err(error)) => break Some(error),
-                None => break None,
-            },
-            _ = shutdown.changed() => {
-                break socket.close(CloseCode::GOING_AWAY, "server shutting down").await.err();
-            }
-        }
+    let error = match echo(&mut socket, &mut shutdown).await {
+        Ended::Closed(error) => error,
+        Ended::ShuttingDown => socket
+            .close(CloseCode::GOING_AWAY, "server shutting down")
+            .await
+            .err(),
     };
     let duration_ms = started.elapsed().as_millis() as u64;
     match (socket.closed(), error) {
@@ -268,6 +260,46 @@ async fn serve_connection(
         }
         (None, None) => tracing::info!(%peer, duration_ms, "close"),
     }
+}
+
+/// How an echo loop ended.
+enum Ended {
+    /// The connection closed: cleanly (`None`) or not.
+    Closed(Option<Error>),
+    /// The server is shutting down; the connection is still open.
+    ShuttingDown,
+}
+
+/// Sends every message back until the connection closes or the server shuts
+/// down. One poll echoes all the messages that one read brought, through the
+/// `Stream` and `Sink` halves of the socket: no future is built per message.
+/// The shutdown signal is looked at only when no message is ready, so its
+/// waiter is registered once, not once per message.
+async fn echo(socket: &mut WebSocket<TcpStream>, shutdown: &mut watch::Receiver<bool>) -> Ended {
+    let shutting_down = shutdown.changed();
+    tokio::pin!(shutting_down);
+    poll_fn(|cx| {
+        loop {
+            let next = match Pin::new(&mut *socket).poll_ready(cx) {
+                Poll::Ready(Ok(())) => Pin::new(&mut *socket).poll_next(cx),
+                Poll::Ready(Err(error)) => Poll::Ready(Some(Err(error))),
+                Poll::Pending => Poll::Pending,
+            };
+            match next {
+                Poll::Ready(Some(Ok(message))) => {
+                    if let Err(error) = Pin::new(&mut *socket).start_send(message) {
+                        return Poll::Ready(Ended::Closed(Some(error)));
+                    }
+                }
+                Poll::Ready(Some(Err(error))) => return Poll::Ready(Ended::Closed(Some(error))),
+                Poll::Ready(None) => return Poll::Ready(Ended::Closed(None)),
+                Poll::Pending => {
+                    return shutting_down.as_mut().poll(cx).map(|_| Ended::ShuttingDown);
+                }
+            }
+        }
+    })
+    .await
 }
 
 /// Reads the request and answers it: an upgrade is accepted (while there is
