@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Buf;
 use sockeye_core::frame::{Header, Opcode};
-use sockeye_core::{Accept, Config, Connection, Event, Message, apply_mask};
+use sockeye_core::{Accept, Config, Connection, Event, Message, TransmitQueue, apply_mask};
 
 struct Counting;
 
@@ -154,6 +154,40 @@ fn steady_small_messages_do_not_allocate_per_frame() {
     let count = allocations() - start;
     println!("{count} allocations for {FRAMES} frames received and echoed");
     assert!(count * 100 < FRAMES, "{count} allocations");
+}
+
+#[test]
+fn echoed_small_messages_share_their_allocations() {
+    let now = Instant::now();
+    let mut server = open_server(now);
+    // Eight frames per read, each message still alive when the next one is
+    // decoded, as in a driver that echoes a read's messages and writes the
+    // replies together.
+    const BURST: usize = 8;
+    let burst = masked_frame(Opcode::Binary, &[7; 16]).repeat(BURST);
+    let mut out = TransmitQueue::default();
+    let mut echo_bursts = |bursts: usize| {
+        for _ in 0..bursts {
+            server.handle_input(now, &burst);
+            while let Some(Event::Message(message)) = server.poll_event() {
+                server.send(now, message).unwrap();
+            }
+            while let Some(transmit) = server.poll_transmit() {
+                out.push(transmit);
+            }
+            out.advance(out.remaining());
+        }
+    };
+    echo_bursts(10);
+    let start = allocations();
+    const BURSTS: usize = 1_000;
+    echo_bursts(BURSTS);
+    let count = allocations() - start;
+    println!("{count} allocations for {BURSTS} bursts of {BURST} messages echoed");
+    // A few per burst (the rest of the read set aside, the replies written
+    // together), not two per message as when each message had a buffer (and
+    // a reference count) of its own: messages share 1 KiB buffers.
+    assert!(count <= 3 * BURSTS, "{count} allocations");
 }
 
 #[test]
