@@ -273,8 +273,9 @@ enum Ended {
 /// Sends every message back until the connection closes or the server shuts
 /// down. One poll echoes all the messages that one read brought, through the
 /// `Stream` and `Sink` halves of the socket: no future is built per message.
-/// The shutdown signal is looked at only when no message is ready, so its
-/// waiter is registered once, not once per message.
+/// The shutdown signal is looked at only when the socket has to wait (no
+/// message ready, or a send held back by the high-water mark), and its one
+/// waiter lives as long as the loop.
 async fn echo(socket: &mut WebSocket<TcpStream>, shutdown: &mut watch::Receiver<bool>) -> Ended {
     let shutting_down = shutdown.changed();
     tokio::pin!(shutting_down);
