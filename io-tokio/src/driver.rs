@@ -279,9 +279,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         }
     }
 
-    /// Waits until the queued bytes are under the high-water mark.
+    /// Waits until the queued bytes are under the high-water mark. On a
+    /// closed connection, finishes it first (the close frame written, the
+    /// transport shut down, the linger after a protocol error over), then
+    /// reports [`Error::Closed`]: a caller that drops the socket on that
+    /// error loses no close frame and resets no peer.
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.closed.is_some() {
+            // A write error here means the peer is gone; the read side
+            // reports it.
+            let _ = ready!(self.poll_shut_down(cx));
             return Poll::Ready(Err(Error::Closed));
         }
         while self.buffered() > self.high_water {
@@ -445,12 +452,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 
 #[cfg(test)]
 mod tests {
+    use std::future::poll_fn;
+
+    use futures_core::Stream;
+    use futures_sink::Sink;
     use sockeye_core::{Accept, Config, ProtocolError};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
-    use crate::Incoming;
+    use crate::{Incoming, WebSocket};
 
     /// A masked client frame with a zero mask key (the payload goes as is).
     fn frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
@@ -468,11 +479,19 @@ mod tests {
         frame
     }
 
-    /// A peer still sending the rest of a message over the limit must not be
-    /// reset (which can destroy the 1009 close frame on its side): the
-    /// server reads and drops input until the peer closes, then reports.
-    #[tokio::test]
-    async fn a_failed_connection_lingers_until_the_peer_closes() {
+    /// Runs `serve` on the server's socket (messages up to 1024 bytes) while
+    /// the client sends a message over the limit in 512-byte fragments, the
+    /// last ones after the server has failed the connection. A peer still
+    /// sending must not be reset (a reset can destroy the 1009 close frame on
+    /// its side): the server reads and drops input until the client closes.
+    /// Returns what `serve` returned.
+    async fn fail_while_the_peer_sends<F>(
+        serve: impl FnOnce(WebSocket<TcpStream>) -> F + Send + 'static,
+    ) -> F::Output
+    where
+        F: Future + Send,
+        F::Output: Send + 'static,
+    {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
@@ -482,8 +501,7 @@ mod tests {
                 ..Config::default()
             };
             let incoming = Incoming::read(stream, config).await.unwrap();
-            let mut socket = incoming.accept(Accept::default()).await.unwrap();
-            socket.recv().await
+            serve(incoming.accept(Accept::default()).await.unwrap()).await
         });
 
         let mut client = TcpStream::connect(addr).await.unwrap();
@@ -524,11 +542,41 @@ mod tests {
         client.read_to_end(&mut close).await.unwrap();
         assert_eq!(&close[..4], &[0x88, close[1], 0x03, 0xf1], "close 1009");
         client.shutdown().await.unwrap();
-        match server.await.unwrap() {
+        server.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_failed_connection_lingers_until_the_peer_closes() {
+        match fail_while_the_peer_sends(|mut socket| async move { socket.recv().await }).await {
             Some(Err(Error::Connection(sockeye_core::Error::Protocol(
                 ProtocolError::MessageTooLarge { max: 1024, .. },
             )))) => {}
             other => panic!("expected MessageTooLarge, got {other:?}"),
         }
+    }
+
+    /// A loop that asks whether it may send before it takes the next message
+    /// (as an echo loop over `Sink` and `Stream` does) sees `Closed` from the
+    /// sink only once the connection has finished: dropping the socket then
+    /// resets nobody.
+    #[tokio::test]
+    async fn a_closed_sink_finishes_the_connection_before_it_reports() {
+        let ended = fail_while_the_peer_sends(|mut socket| async move {
+            poll_fn(|cx| {
+                loop {
+                    if let Err(error) = ready!(Pin::new(&mut socket).poll_ready(cx)) {
+                        return Poll::Ready(error);
+                    }
+                    match ready!(Pin::new(&mut socket).poll_next(cx)) {
+                        Some(Ok(message)) => Pin::new(&mut socket).start_send(message).unwrap(),
+                        Some(Err(error)) => return Poll::Ready(error),
+                        None => panic!("the stream ended before the sink"),
+                    }
+                }
+            })
+            .await
+        })
+        .await;
+        assert!(matches!(ended, Error::Closed), "{ended:?}");
     }
 }

@@ -281,15 +281,18 @@ async fn echo(socket: &mut WebSocket<TcpStream>, shutdown: &mut watch::Receiver<
     tokio::pin!(shutting_down);
     poll_fn(|cx| {
         loop {
+            // Once the connection has closed, sends fail with `Closed`, and
+            // the stream says how it ended.
             let next = match Pin::new(&mut *socket).poll_ready(cx) {
-                Poll::Ready(Ok(())) => Pin::new(&mut *socket).poll_next(cx),
+                Poll::Ready(Ok(()) | Err(Error::Closed)) => Pin::new(&mut *socket).poll_next(cx),
                 Poll::Ready(Err(error)) => Poll::Ready(Some(Err(error))),
                 Poll::Pending => Poll::Pending,
             };
             match next {
                 Poll::Ready(Some(Ok(message))) => {
-                    if let Err(error) = Pin::new(&mut *socket).start_send(message) {
-                        return Poll::Ready(Ended::Closed(Some(error)));
+                    match Pin::new(&mut *socket).start_send(message) {
+                        Ok(()) | Err(Error::Closed) => {}
+                        Err(error) => return Poll::Ready(Ended::Closed(Some(error))),
                     }
                 }
                 Poll::Ready(Some(Err(error))) => return Poll::Ready(Ended::Closed(Some(error))),

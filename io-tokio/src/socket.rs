@@ -114,6 +114,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// high-water mark. It is written by the next [`recv`](Self::recv) that
     /// waits for input, or by [`flush`](Self::flush) or
     /// [`send`](Self::send).
+    ///
+    /// Once the connection has closed, this fails with [`Error::Closed`],
+    /// but only after the connection has finished as [`recv`](Self::recv)
+    /// would finish it (our close frame written, the linger after a
+    /// protocol error over): dropping the socket on that error is safe.
+    /// `recv` tells how the connection ended.
     pub async fn feed(&mut self, message: Message) -> Result<(), Error> {
         poll_fn(|cx| self.driver.poll_ready(cx)).await?;
         self.driver.start_send(message)

@@ -213,6 +213,75 @@ async fn serve_echoes_every_message() {
     assert!(within("end", ws.next()).await.is_none());
 }
 
+/// A message over `--max-message-size` fails the connection with 1009, and
+/// the client still sending the rest of it is neither reset nor left without
+/// the close frame: the server reads and drops input until the client
+/// closes (a reset could destroy the close frame before the client reads
+/// it). The log names the error.
+#[test]
+fn a_message_over_the_limit_gets_1009_while_the_client_still_sends() {
+    let server = Server::start(&["--max-message-size", "1024"]);
+    let mut client = TcpStream::connect(server.addr).unwrap();
+    client.set_read_timeout(Some(STEP)).unwrap();
+    write!(
+        client,
+        "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0];
+        client.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101 "),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+
+    // 512-byte fragments, masked with a zero key: the third takes the
+    // message over 1024 bytes.
+    let fragment = |opcode: u8, fin: bool| {
+        let mut frame = vec![u8::from(fin) << 7 | opcode, 0x80 | 126, 2, 0, 0, 0, 0, 0];
+        frame.extend([b'x'; 512]);
+        frame
+    };
+    for opcode in [2, 0, 0] {
+        client.write_all(&fragment(opcode, false)).unwrap();
+    }
+    // Each of these wakes the server after it has failed the connection. A
+    // server that closed its socket then would reset this one, and the
+    // next write would fail.
+    for fin in [false, false, true] {
+        std::thread::sleep(Duration::from_millis(50));
+        client
+            .write_all(&fragment(0, fin))
+            .expect("the server still reads after failing the connection");
+    }
+    let mut close = Vec::new();
+    client
+        .read_to_end(&mut close)
+        .expect("the close frame, then the server's FIN");
+    assert_eq!(
+        close.get(..4),
+        Some(&[0x88, close[1], 0x03, 0xf1][..]),
+        "close 1009: {close:?}"
+    );
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+
+    let deadline = Instant::now() + STEP;
+    while !server.logs().contains("exceeds the limit of 1024") {
+        assert!(
+            Instant::now() < deadline,
+            "no close logged: {}",
+            server.logs()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// SIGTERM: every open connection gets close 1001, and once they have
 /// answered, the process exits 0, well within the drain timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
