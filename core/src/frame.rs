@@ -349,6 +349,17 @@ impl Decoder {
         }
     }
 
+    /// How much of `capacity` bytes of room the next input should fill:
+    /// see [`Connection::read_size`](crate::Connection::read_size).
+    pub fn read_size(&self, capacity: usize) -> usize {
+        if self.last_message_size < LARGE {
+            return capacity;
+        }
+        let rest_of_frame = self.frame.map_or(0, |frame| frame.remaining);
+        let wanted = rest_of_frame.saturating_add(self.read_buffer_size as u64);
+        usize::try_from(wanted).map_or(capacity, |wanted| wanted.min(capacity))
+    }
+
     /// The part of the message buffer where the next payload bytes of the
     /// data frame in progress belong, for a driver to read them into
     /// straight from the transport: see

@@ -1133,7 +1133,8 @@ enum Feeding {
     /// input.
     DrainingEach,
     /// As a driver reads: into `payload_buffer` while the connection offers
-    /// room, at most a write at a time, and the rest through `handle_input`.
+    /// room, at most a write at a time, and the rest through `handle_input`,
+    /// `read_size` bytes at a time.
     Direct,
 }
 
@@ -1151,22 +1152,27 @@ fn feed(role: Side, config: &Config, seed: u64, writes: &[Vec<u8>], feeding: Fee
     };
     for write in writes {
         let mut rest = &write[..];
-        while let Feeding::Direct = feeding
-            && !rest.is_empty()
-            && let Some(room) = fed.conn.payload_buffer()
-        {
-            let n = room.len().min(rest.len());
-            for (slot, byte) in room.iter_mut().zip(&rest[..n]) {
-                slot.write(*byte);
+        while !rest.is_empty() {
+            if let Feeding::Direct = feeding
+                && let Some(room) = fed.conn.payload_buffer()
+            {
+                let n = room.len().min(rest.len());
+                for (slot, byte) in room.iter_mut().zip(&rest[..n]) {
+                    slot.write(*byte);
+                }
+                // SAFETY: the loop above wrote the first `n` bytes of `room`.
+                unsafe { fed.conn.handle_payload_read(base(), n) };
+                rest = &rest[n..];
+                fed.drain_events(config, n);
+                continue;
             }
-            // SAFETY: the loop above wrote the first `n` bytes of `room`.
-            unsafe { fed.conn.handle_payload_read(base(), n) };
+            let n = match feeding {
+                Feeding::Direct => fed.conn.read_size(rest.len()),
+                Feeding::Input | Feeding::DrainingEach => rest.len(),
+            };
+            fed.conn.handle_input(base(), &rest[..n]);
             rest = &rest[n..];
             fed.drain_events(config, n);
-        }
-        if !rest.is_empty() {
-            fed.conn.handle_input(base(), rest);
-            fed.drain_events(config, rest.len());
         }
         if let Feeding::DrainingEach = feeding {
             fed.transmits.extend(drain_transmits(&mut fed.conn));

@@ -865,7 +865,10 @@ impl Conn {
                             )
                             .map(|n| (n, true))
                         }
-                        None => self.read(ctx.read_buf).map(|n| (n, false)),
+                        None => {
+                            let len = self.core.read_size(ctx.read_buf.len());
+                            self.read(&mut ctx.read_buf[..len]).map(|n| (n, false))
+                        }
                     };
                     match read {
                         Ok((0, _)) => {

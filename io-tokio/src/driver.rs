@@ -194,7 +194,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             return Poll::Ready(Ok(()));
         }
         let mut storage = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
-        let mut buf = ReadBuf::uninit(&mut storage);
+        let len = self.conn.read_size(READ_CHUNK);
+        let mut buf = ReadBuf::uninit(&mut storage[..len]);
         ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
         match buf.filled() {
             [] => self.conn.handle_eof(now()),

@@ -483,6 +483,29 @@ fn payload_spare_is_offered_only_for_large_remainders_of_data_frames() {
 }
 
 #[test]
+fn reads_are_cut_short_only_after_a_large_message() {
+    const CAPACITY: usize = 256 * 1024;
+    let read_buffer_size = Config::default().read_buffer_size;
+    let mut d = decoder(Role::Client);
+    assert_eq!(d.read_size(CAPACITY), CAPACITY, "a fresh connection");
+    decode_all(&mut d, &frame(Opcode::Binary, None, &[1; 60_000])).unwrap();
+    assert_eq!(d.read_size(CAPACITY), CAPACITY, "after a message under 64 KiB");
+
+    let wire = frame(Opcode::Binary, None, &[2; 100_000]);
+    decode_all(&mut d, &wire).unwrap();
+    assert_eq!(d.read_size(CAPACITY), read_buffer_size, "between frames");
+    // All of the next frame but 1 000 bytes: those, and room for the header
+    // and the start of the frame after.
+    decode_all(&mut d, &wire[..wire.len() - 1_000]).unwrap();
+    assert_eq!(d.read_size(CAPACITY), 1_000 + read_buffer_size);
+    assert_eq!(d.read_size(100), 100, "never more than the room");
+    decode_all(&mut d, &wire[wire.len() - 1_000..]).unwrap();
+
+    decode_all(&mut d, &frame(Opcode::Binary, None, &[3; 10])).unwrap();
+    assert_eq!(d.read_size(CAPACITY), CAPACITY, "after a small message again");
+}
+
+#[test]
 fn a_peer_that_sent_a_large_message_gets_room_for_the_next_at_once() {
     let payload = vec![9; 1 << 20];
     let wire = frame(Opcode::Binary, None, &payload);

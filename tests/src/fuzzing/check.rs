@@ -221,24 +221,30 @@ impl Checked {
     }
 
     /// Received bytes as a driver reads them: into the payload buffer while
-    /// the connection offers room, draining after each read, and the rest
-    /// through [`input`](Self::input).
+    /// the connection offers room, and otherwise [`read_size`] bytes at a
+    /// time through [`input`](Self::input), draining after each read.
+    ///
+    /// [`read_size`]: sockeye_core::Connection::read_size
     pub(crate) fn read(&mut self, mut data: &[u8]) {
-        while !data.is_empty()
-            && let Some(room) = self.conn.payload_buffer()
-        {
-            let n = room.len().min(data.len());
-            for (slot, byte) in room.iter_mut().zip(&data[..n]) {
-                slot.write(*byte);
+        while !data.is_empty() {
+            if let Some(room) = self.conn.payload_buffer() {
+                let n = room.len().min(data.len());
+                for (slot, byte) in room.iter_mut().zip(&data[..n]) {
+                    slot.write(*byte);
+                }
+                // SAFETY: the loop above wrote the first `n` bytes of `room`.
+                unsafe { self.conn.handle_payload_read(self.now, n) };
+                data = &data[n..];
+                self.features.insert("input:payload_buffer".into());
+                self.drain();
+                continue;
             }
-            // SAFETY: the loop above wrote the first `n` bytes of `room`.
-            unsafe { self.conn.handle_payload_read(self.now, n) };
+            let n = self.conn.read_size(data.len());
+            if n < data.len() {
+                self.features.insert("input:read_size_limited".into());
+            }
+            self.input(&data[..n]);
             data = &data[n..];
-            self.features.insert("input:payload_buffer".into());
-            self.drain();
-        }
-        if !data.is_empty() {
-            self.input(data);
         }
     }
 
