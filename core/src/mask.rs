@@ -8,8 +8,8 @@
 //! A portable x86-64 build may only assume SSE2, so on x86-64 the loops are
 //! compiled a second time for AVX2 and chosen at run time for payloads of
 //! [`WIDE`] bytes or more. In a 1 MiB echo server, unmasking is the largest
-//! cost outside the kernel; AVX2 took it from 7.5 % to 5.2 % of the CPU
-//! (BENCHMARKS.md).
+//! cost outside the kernel; AVX2 took it from about 10 % to 7.5–8 % of the
+//! server's CPU (BENCHMARKS.md).
 
 use std::mem::MaybeUninit;
 
