@@ -34,17 +34,56 @@ use std::mem::MaybeUninit;
 #[inline]
 pub fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {
     #[cfg(target_arch = "x86_64")]
-    if data.len() >= WIDE && std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: this CPU has AVX2, the one feature the function enables.
-        unsafe { avx2::apply_mask(data, key, offset) };
+    if wide(data.len()) {
+        // SAFETY: `wide` checked that this CPU has AVX2, the one feature the
+        // function enables.
+        unsafe { avx2::xor_in_place(data, key, offset) };
         return;
     }
-    mask_in_place(data, key, offset);
+    xor_in_place(data, key, offset);
 }
 
-/// Payloads from this size on are worth the feature check (an atomic load)
-/// and a call to the AVX2 loops; smaller ones are done in fewer instructions
-/// than the check.
+/// Appends `src` XORed with `key` (at phase `offset`) to `buf`, in one pass.
+///
+/// Copying and then unmasking in place reads and writes every byte twice;
+/// this writes each byte once, straight into the buffer's spare capacity.
+/// It is what lets a masked frame decode at close to `memcpy` speed
+/// (benches/throughput.rs, `decode_binary`).
+pub(crate) fn extend_masked(buf: &mut bytes::BytesMut, src: &[u8], key: [u8; 4], offset: usize) {
+    buf.reserve(src.len());
+    let start = buf.len();
+    mask_into(&mut buf.spare_capacity_mut()[..src.len()], src, key, offset);
+    // SAFETY: `mask_into` wrote every one of the `src.len()` bytes after
+    // `start` (all of the slice it got, which is exactly that long), and
+    // `reserve` made room for them.
+    unsafe { buf.set_len(start + src.len()) };
+}
+
+/// Writes `src` XORed with `key` (at phase `offset`) to `dst`, which is
+/// exactly as long.
+#[inline]
+fn mask_into(dst: &mut [MaybeUninit<u8>], src: &[u8], key: [u8; 4], offset: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if wide(src.len()) {
+        // SAFETY: `wide` checked that this CPU has AVX2, the one feature the
+        // function enables.
+        unsafe { avx2::xor_into(dst, src, key, offset) };
+        return;
+    }
+    xor_into(dst, src, key, offset);
+}
+
+/// Whether `len` bytes go to the AVX2 compilation: from [`WIDE`] bytes on,
+/// on a CPU that has it. The check is an atomic load once the standard
+/// library has asked the CPU.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn wide(len: usize) -> bool {
+    len >= WIDE && std::arch::is_x86_feature_detected!("avx2")
+}
+
+/// Payloads from this size on are worth the feature check and a call to the
+/// AVX2 loops; smaller ones take fewer instructions than the check.
 #[cfg(target_arch = "x86_64")]
 const WIDE: usize = 256;
 
@@ -54,19 +93,19 @@ mod avx2 {
     use std::mem::MaybeUninit;
 
     #[target_feature(enable = "avx2")]
-    pub(super) fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {
-        super::mask_in_place(data, key, offset);
+    pub(super) fn xor_in_place(data: &mut [u8], key: [u8; 4], offset: usize) {
+        super::xor_in_place(data, key, offset);
     }
 
     #[target_feature(enable = "avx2")]
-    pub(super) fn mask_into(dst: &mut [MaybeUninit<u8>], src: &[u8], key: [u8; 4], offset: usize) {
-        super::mask_into(dst, src, key, offset);
+    pub(super) fn xor_into(dst: &mut [MaybeUninit<u8>], src: &[u8], key: [u8; 4], offset: usize) {
+        super::xor_into(dst, src, key, offset);
     }
 }
 
 /// The body of [`apply_mask`], inlined into each of its compilations.
 #[inline(always)]
-fn mask_in_place(data: &mut [u8], key: [u8; 4], offset: usize) {
+fn xor_in_place(data: &mut [u8], key: [u8; 4], offset: usize) {
     let word = key_word(key, offset);
     let (blocks, rest) = data.as_chunks_mut::<64>();
     for block in blocks {
@@ -80,37 +119,9 @@ fn mask_in_place(data: &mut [u8], key: [u8; 4], offset: usize) {
     }
 }
 
-/// Appends `src` XORed with `key` (at phase `offset`) to `buf`, in one pass.
-///
-/// Copying and then unmasking in place reads and writes every byte twice;
-/// this writes each byte once, straight into the buffer's spare capacity.
-/// It is what lets a masked frame decode at close to `memcpy` speed
-/// (benches/throughput.rs, `decode_binary`).
-pub(crate) fn extend_masked(buf: &mut bytes::BytesMut, src: &[u8], key: [u8; 4], offset: usize) {
-    buf.reserve(src.len());
-    let start = buf.len();
-    let spare = &mut buf.spare_capacity_mut()[..src.len()];
-    #[cfg(target_arch = "x86_64")]
-    if src.len() >= WIDE && std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: this CPU has AVX2, the one feature the function enables.
-        unsafe { avx2::mask_into(spare, src, key, offset) };
-    } else {
-        mask_into(spare, src, key, offset);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    mask_into(spare, src, key, offset);
-    // SAFETY: `mask_into` wrote every one of the `src.len()` bytes after
-    // `start` (all of `spare`, which is exactly that long), and `reserve`
-    // made room for them.
-    unsafe { buf.set_len(start + src.len()) };
-}
-
-/// Writes `src` XORed with `key` (at phase `offset`) to all of `dst`, which
-/// is exactly as long. The body of [`extend_masked`], inlined into each of
-/// its compilations.
+/// The body of [`mask_into`], inlined into each of its compilations.
 #[inline(always)]
-fn mask_into(dst: &mut [MaybeUninit<u8>], src: &[u8], key: [u8; 4], offset: usize) {
-    assert_eq!(dst.len(), src.len());
+fn xor_into(dst: &mut [MaybeUninit<u8>], src: &[u8], key: [u8; 4], offset: usize) {
     let word = key_word(key, offset);
     // 64-byte blocks of u64 lanes, as in `apply_mask`: the shape LLVM turns
     // into full-width vector loads, XORs and stores.

@@ -489,7 +489,11 @@ fn reads_are_cut_short_only_after_a_large_message() {
     let mut d = decoder(Role::Client);
     assert_eq!(d.read_size(CAPACITY), CAPACITY, "a fresh connection");
     decode_all(&mut d, &frame(Opcode::Binary, None, &[1; 60_000])).unwrap();
-    assert_eq!(d.read_size(CAPACITY), CAPACITY, "after a message under 64 KiB");
+    assert_eq!(
+        d.read_size(CAPACITY),
+        CAPACITY,
+        "after a message under 64 KiB"
+    );
 
     let wire = frame(Opcode::Binary, None, &[2; 100_000]);
     decode_all(&mut d, &wire).unwrap();
@@ -502,7 +506,11 @@ fn reads_are_cut_short_only_after_a_large_message() {
     decode_all(&mut d, &wire[wire.len() - 1_000..]).unwrap();
 
     decode_all(&mut d, &frame(Opcode::Binary, None, &[3; 10])).unwrap();
-    assert_eq!(d.read_size(CAPACITY), CAPACITY, "after a small message again");
+    assert_eq!(
+        d.read_size(CAPACITY),
+        CAPACITY,
+        "after a small message again"
+    );
 }
 
 #[test]
