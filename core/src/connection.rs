@@ -336,8 +336,8 @@ impl Connection {
     /// `capacity` that buffer has.
     ///
     /// All of it, as a rule: one read takes in many frames. But when the
-    /// peer's last message was large (64 KiB or more), its next one likely
-    /// is too, so only the rest of the frame in progress and
+    /// peer's last data frame was large (64 KiB or more), its next one
+    /// likely is too, so only the rest of the frame in progress and
     /// [`Config::read_buffer_size`] more: enough for the next header, after
     /// which [`payload_buffer`](Self::payload_buffer) takes the payload
     /// straight into its message buffer. A full read would bring up to
@@ -354,7 +354,7 @@ impl Connection {
     /// let mut client = Connection::upgraded(Role::Client, config.clone(), 7, now).unwrap();
     /// assert_eq!(client.read_size(256 * 1024), 256 * 1024);
     ///
-    /// // A whole unmasked binary message of 64 KiB.
+    /// // A whole unmasked binary frame of 64 KiB.
     /// let mut frame = vec![0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0];
     /// frame.resize(frame.len() + 64 * 1024, 0);
     /// client.handle_input(now, &frame);

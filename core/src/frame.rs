@@ -277,6 +277,9 @@ pub struct Decoder {
     control: Vec<u8>,
     /// Payload size of the last data message received.
     last_message_size: usize,
+    /// Whether the last data frame received had a payload of `LARGE` bytes
+    /// or more.
+    last_frame_large: bool,
 }
 
 /// Text is validated in blocks that were just written, so still in L1.
@@ -306,6 +309,7 @@ impl Decoder {
             buffer: BytesMut::new(),
             control: Vec::new(),
             last_message_size: 0,
+            last_frame_large: false,
         }
     }
 
@@ -352,7 +356,7 @@ impl Decoder {
     /// How much of `capacity` bytes of room the next input should fill:
     /// see [`Connection::read_size`](crate::Connection::read_size).
     pub fn read_size(&self, capacity: usize) -> usize {
-        if self.last_message_size < LARGE {
+        if !self.last_frame_large {
             return capacity;
         }
         let rest_of_frame = self.frame.map_or(0, |frame| frame.remaining);
@@ -597,6 +601,9 @@ impl Decoder {
 
     fn finish_frame(&mut self) -> Result<Option<Decoded>, ProtocolError> {
         let frame = self.frame.take().expect("frame in progress");
+        if !frame.opcode.is_control() {
+            self.last_frame_large = frame.done >= LARGE;
+        }
         let item = match frame.opcode {
             Opcode::Ping => Decoded::Ping(Bytes::copy_from_slice(&self.control)),
             Opcode::Pong => Decoded::Pong(Bytes::copy_from_slice(&self.control)),

@@ -483,7 +483,7 @@ fn payload_spare_is_offered_only_for_large_remainders_of_data_frames() {
 }
 
 #[test]
-fn reads_are_cut_short_only_after_a_large_message() {
+fn reads_are_cut_short_only_after_a_large_frame() {
     const CAPACITY: usize = 256 * 1024;
     let read_buffer_size = Config::default().read_buffer_size;
     let mut d = decoder(Role::Client);
@@ -511,6 +511,14 @@ fn reads_are_cut_short_only_after_a_large_message() {
         CAPACITY,
         "after a small message again"
     );
+
+    // A large message in small fragments: many frames per read still.
+    for (fin, opcode) in [(false, 2), (false, 0), (true, 0)] {
+        let mut fragment = vec![u8::from(fin) << 7 | opcode, 126, 0x80, 0];
+        fragment.extend([4; 32 * 1024]);
+        decode_all(&mut d, &fragment).unwrap();
+        assert_eq!(d.read_size(CAPACITY), CAPACITY, "after a 32 KiB fragment");
+    }
 }
 
 #[test]
