@@ -4,12 +4,14 @@
 //!
 //! ```sh
 //! cargo run --release -p sockeye-mio --example echo_server -- --bind 127.0.0.1:9002
-//! cargo run --release -p sockeye-mio --example echo_server -- --port 9002 --read-budget 67108864
+//! cargo run --release -p sockeye-mio --example echo_server -- --port 9002 --recv-buffer 4194304
 //! ```
 //!
 //! One thread, one `Poll`. A plain HTTP request gets `426 Upgrade Required`.
 //! `--read-budget BYTES` trades fairness between connections for large
-//! messages' throughput ([`Driver::with_read_budget`]).
+//! messages' throughput ([`Driver::with_read_budget`]). `--recv-buffer
+//! BYTES` sets `SO_RCVBUF` on the listener, which accepted connections
+//! inherit: see "Receive buffers" on [`Driver`].
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -18,7 +20,7 @@ use mio::net::TcpListener;
 use mio::{Events, Poll};
 use sockeye_mio::{Accept, Config, CoreEvent, Driver, Event, Response};
 
-const USAGE: &str = "usage: echo_server [--bind ADDR | --port PORT] [--read-budget BYTES]  (default 127.0.0.1:9002)";
+const USAGE: &str = "usage: echo_server [--bind ADDR | --port PORT] [--read-budget BYTES] [--recv-buffer BYTES]  (default 127.0.0.1:9002)";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = parse_options(std::env::args().skip(1))?;
@@ -28,6 +30,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         driver = driver.with_read_budget(bytes);
     }
     let listener = TcpListener::bind(options.bind)?;
+    if let Some(bytes) = options.recv_buffer {
+        socket2::SockRef::from(&listener).set_recv_buffer_size(bytes)?;
+    }
     eprintln!("echo_server: listening on ws://{}", listener.local_addr()?);
     driver.listen(listener)?;
 
@@ -61,12 +66,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 struct Options {
     bind: SocketAddr,
     read_budget: Option<usize>,
+    recv_buffer: Option<usize>,
 }
 
 fn parse_options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut options = Options {
         bind: "127.0.0.1:9002".parse().expect("a valid default"),
         read_budget: None,
+        recv_buffer: None,
     };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(USAGE)?;
@@ -83,6 +90,12 @@ fn parse_options(mut args: impl Iterator<Item = String>) -> Result<Options, Stri
                     .parse()
                     .map_err(|e| format!("--read-budget {value}: {e}"))?;
                 options.read_budget = Some(bytes);
+            }
+            "--recv-buffer" => {
+                let bytes = value
+                    .parse()
+                    .map_err(|e| format!("--recv-buffer {value}: {e}"))?;
+                options.recv_buffer = Some(bytes);
             }
             _ => return Err(USAGE.into()),
         }
