@@ -18,7 +18,7 @@ use futures_core::Stream;
 use futures_sink::Sink;
 use sockeye_tokio::{Accept, CloseCode, Config, Error, Incoming, Response, WebSocket};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -63,6 +63,13 @@ struct Serve {
     /// Seconds allowed for connections to close on shutdown.
     #[arg(long, env = "SOCKEYE_DRAIN_TIMEOUT", default_value_t = 10.0)]
     drain_timeout: f64,
+    /// Kernel receive buffer of each connection, in bytes (`SO_RCVBUF`,
+    /// capped by `net.core.rmem_max`; default: the kernel tunes it). Size it
+    /// for what a client keeps in flight when clients send large messages
+    /// back to back: connections take turns, and a buffer the kernel keeps
+    /// smaller stalls the client on a zero window.
+    #[arg(long, env = "SOCKEYE_RECV_BUFFER")]
+    recv_buffer: Option<u32>,
     /// Runtime worker threads (default: one per CPU).
     #[arg(long, env = "SOCKEYE_WORKERS")]
     workers: Option<usize>,
@@ -159,7 +166,7 @@ impl Serve {
 }
 
 async fn run(serve: Serve, config: Config) -> std::io::Result<()> {
-    let listener = TcpListener::bind(serve.bind).await?;
+    let listener = listen(serve.bind, serve.recv_buffer)?;
     tracing::info!(addr = %listener.local_addr()?, mode = ?serve.mode, "listening");
     let (shutdown_tx, shutdown) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(serve.max_connections));
@@ -261,6 +268,21 @@ async fn serve_connection(
         }
         (None, None) => tracing::info!(%peer, duration_ms, "close"),
     }
+}
+
+/// A listener on `bind` whose connections get `recv_buffer` as their
+/// `SO_RCVBUF` (they inherit it), or the kernel's tuning without one.
+fn listen(bind: SocketAddr, recv_buffer: Option<u32>) -> std::io::Result<TcpListener> {
+    let socket = match bind {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    if let Some(bytes) = recv_buffer {
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    socket.bind(bind)?;
+    socket.listen(1024)
 }
 
 /// How an echo loop ended.
@@ -390,6 +412,27 @@ mod tests {
         fn wake(self: Arc<Self>) {
             self.0.store(true, Ordering::SeqCst);
         }
+    }
+
+    /// The receive buffer of an accepted connection, with `recv_buffer`.
+    async fn accepted_recv_buffer(recv_buffer: Option<u32>) -> u32 {
+        let listener = listen("127.0.0.1:0".parse().unwrap(), recv_buffer).unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        TcpSocket::from_std_stream(accepted.into_std().unwrap())
+            .recv_buffer_size()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn accepted_connections_get_the_receive_buffer_asked_for() {
+        // Linux doubles the size asked for (for its bookkeeping) and caps it
+        // at net.core.rmem_max (at least 208 KiB); its default is 128 KiB.
+        let asked = accepted_recv_buffer(Some(1 << 20)).await;
+        let tuned = accepted_recv_buffer(None).await;
+        assert!(asked > 256 * 1024 && asked > tuned, "{asked} vs {tuned}");
     }
 
     /// With more messages waiting than a turn's worth, one poll of the echo
