@@ -298,7 +298,7 @@ enum Ended {
 /// coming holds the worker while the others wait: the tokio servers in
 /// `BENCHMARKS.md`, ours included, had a p99 of 150-270 ms echoing 1 MiB
 /// over ten connections. Taking turns brought ours to ~35-45 ms, and moved
-/// 15-25 % more, as each connection's data keeps flowing.
+/// 10-25 % more, as each connection's data keeps flowing.
 const ECHO_TURN: usize = 1024 * 1024;
 
 /// Sends every message back until the connection closes or the server shuts
