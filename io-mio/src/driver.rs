@@ -115,10 +115,10 @@ const MAX_SLICES: usize = 64;
 /// from the reading side's CPU when the window reopens. A fixed `SO_RCVBUF`
 /// on the listener, which accepted connections inherit, holds what peers
 /// keep in flight: in `BENCHMARKS.md`, ten connections echoing 1 MiB
-/// messages four at a time moved 1.6 times as much with 4 MiB as without,
-/// and their p99 latency fell from 40 to 26 ms.
-/// A fixed size switches the kernel's tuning off for those sockets, and
-/// `net.core.rmem_max` caps it, so size it for the traffic you expect.
+/// messages eight at a time moved 1.3–1.5 times as much with 4 MiB as
+/// without. A fixed size switches the kernel's tuning off for those
+/// sockets, and `net.core.rmem_max` caps it, so size it for the traffic you
+/// expect.
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -279,11 +279,11 @@ impl Driver {
     /// Sets how many bytes one connection may read in a round before the
     /// others get their turn (at least one read's worth). The default, 1 MiB,
     /// keeps the driver fair: a peer that never stops sending cannot hold up
-    /// the rest. A larger budget lets a busy connection move more at once,
-    /// which raises the throughput of large messages at the cost of the
-    /// others' latency: in `BENCHMARKS.md`, 1 MiB echoes over 10 connections
-    /// moved 40–55 % more with a 64 MiB budget, and their p99 latency went
-    /// from ~46 ms to ~190–215 ms, like the tokio servers'.
+    /// the rest. A larger budget lets a busy connection read more per turn,
+    /// so a few connections move while the others wait: in `BENCHMARKS.md`,
+    /// 1 MiB echoes over 10 connections had a p99 latency of 177–317 ms with
+    /// a 64 MiB budget against 22–26 ms with the default, and moved less
+    /// (1 644–2 087 against 2 200–2 490 MB/s).
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -862,6 +862,16 @@ impl Conn {
                         }
                         return Step::Event(Event::Core(event));
                     }
+                    // Out of budget with input left, the turn is over, and
+                    // the replies wait for the next one. Writing them now
+                    // would let the peer send its next message at once:
+                    // with one message less in our hands, more of what it
+                    // keeps in flight waits in the socket, and a buffer the
+                    // kernel sized for one message per turn (see "Receive
+                    // buffers" on `Driver`) closes the window.
+                    if *ctx.budget == 0 && self.readable && !self.eof {
+                        return Step::Deferred;
+                    }
                     // Everything the application did in reaction to the
                     // input so far goes out before more input is read.
                     if let Err(error) = self.flush() {
@@ -873,9 +883,6 @@ impl Conn {
                     }
                     if !self.readable || self.eof || self.buffered() > high_water {
                         return Step::Idle;
-                    }
-                    if *ctx.budget == 0 {
-                        return Step::Deferred;
                     }
                     // A large frame's payload goes straight into the core's
                     // message buffer; the rest through the shared buffer.
@@ -1044,5 +1051,150 @@ fn read_once(
                 return Err(e);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind;
+
+    use mio::{Events, Poll};
+
+    use super::*;
+
+    /// A server driver echoing every message, and a raw client socket, in
+    /// one thread: each `round` is one turn of the caller's loop.
+    struct EchoLoop {
+        poll: Poll,
+        events: Events,
+        driver: Driver,
+        client: std::net::TcpStream,
+        /// What the client has read from the server.
+        received: Vec<u8>,
+    }
+
+    impl EchoLoop {
+        fn new(read_budget: usize) -> Self {
+            let poll = Poll::new().unwrap();
+            let mut driver = Driver::new(poll.registry(), 0..4, Config::default())
+                .unwrap()
+                .with_read_budget(read_budget);
+            let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            client.set_nonblocking(true).unwrap();
+            driver.listen(listener).unwrap();
+            Self {
+                poll,
+                events: Events::with_capacity(16),
+                driver,
+                client,
+                received: Vec::new(),
+            }
+        }
+
+        fn round(&mut self) {
+            let timeout = Some(Duration::from_millis(10));
+            self.poll.poll(&mut self.events, timeout).unwrap();
+            let now = Instant::now();
+            for event in self.events.iter() {
+                self.driver.handle_event(event, now);
+            }
+            self.driver.handle_timeouts(now);
+            while let Some((id, event)) = self.driver.poll_event(now) {
+                match event {
+                    Event::Core(CoreEvent::Request(_)) => {
+                        self.driver.accept(id, Accept::default()).unwrap()
+                    }
+                    Event::Core(CoreEvent::Message(message)) => {
+                        self.driver.send(id, now, message).unwrap();
+                    }
+                    _ => {}
+                }
+            }
+        }
+
+        /// Reads what the server has written so far; returns its length.
+        fn receive(&mut self) -> usize {
+            let mut buf = [0; 64 * 1024];
+            loop {
+                match self.client.read(&mut buf) {
+                    Ok(0) => panic!("the server closed"),
+                    Ok(n) => self.received.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return self.received.len(),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+
+        /// Runs rounds until `bytes` are written and the server has written
+        /// `expect` bytes back; then forgets them.
+        fn exchange(&mut self, mut bytes: &[u8], expect: usize) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !bytes.is_empty() || self.receive() < expect {
+                assert!(
+                    Instant::now() < deadline,
+                    "{} of {expect}",
+                    self.received.len()
+                );
+                match self.client.write(bytes) {
+                    Ok(n) => bytes = &bytes[n..],
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("{e}"),
+                }
+                self.round();
+            }
+            assert_eq!(self.received.len(), expect);
+            self.received.clear();
+        }
+    }
+
+    /// A binary frame from a client, masked with the key 0.
+    fn client_frame(len: usize) -> Vec<u8> {
+        let mut frame = vec![0x82];
+        match len {
+            0..=125 => frame.push(0x80 | len as u8),
+            126..=0xffff => {
+                frame.push(0x80 | 126);
+                frame.extend((len as u16).to_be_bytes());
+            }
+            _ => {
+                frame.push(0x80 | 127);
+                frame.extend((len as u64).to_be_bytes());
+            }
+        }
+        frame.extend([0; 4]);
+        frame.resize(frame.len() + len, 7);
+        frame
+    }
+
+    /// A connection that has used up its read budget ends its turn before
+    /// it writes: the replies to what it read go out at the start of its
+    /// next turn, before its next read. A peer that keeps several messages
+    /// in flight then has one of them in the application's hands rather
+    /// than in the socket, which is what keeps it off a zero window when
+    /// the kernel's buffer is just big enough (see "Receive buffers").
+    #[test]
+    fn a_connection_out_of_budget_writes_its_replies_on_its_next_turn() {
+        let mut echo = EchoLoop::new(1);
+        let request = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        echo.exchange(request, 129);
+        // After a large frame, the server reads `read_buffer_size` (4 KiB)
+        // at a time through its buffer.
+        echo.exchange(&client_frame(64 * 1024), 10 + 64 * 1024);
+
+        // A small message and a large one, queued at once: the server's
+        // next read (a full 4 KiB, so the socket may have more) takes the
+        // first and uses up the budget of 1 byte.
+        let mut both = client_frame(10);
+        both.extend(client_frame(16 * 1024));
+        assert_eq!(echo.client.write(&both).unwrap(), both.len());
+        echo.round();
+        assert_eq!(
+            echo.receive(),
+            0,
+            "replied in the turn that used up the budget"
+        );
+        echo.exchange(&[], (2 + 10) + (4 + 16 * 1024));
     }
 }
