@@ -147,7 +147,8 @@ pub struct Driver {
     /// Connections with something to do this round, each at most once
     /// (see `Conn::queued`); the front one is being driven.
     ready: VecDeque<usize>,
-    /// Connections that used up their read budget, for the next round.
+    /// Connections that used up their read budget, for the next round,
+    /// where they first write the replies of this one.
     later: VecDeque<usize>,
     /// What a connection may read per round.
     read_budget: usize,
