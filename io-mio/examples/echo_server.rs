@@ -9,9 +9,9 @@
 //!
 //! One thread, one `Poll`. A plain HTTP request gets `426 Upgrade Required`.
 //! `--read-budget BYTES` sets how much one connection reads per turn
-//! ([`Driver::with_read_budget`]). `--recv-buffer
-//! BYTES` sets `SO_RCVBUF` on the listener, which accepted connections
-//! inherit: see "Receive buffers" on [`Driver`].
+//! ([`Driver::with_read_budget`]). `--recv-buffer BYTES` sets `SO_RCVBUF`
+//! on the listener, which accepted connections inherit: see "Receive
+//! buffers" on [`Driver`].
 
 use std::net::SocketAddr;
 use std::time::Instant;

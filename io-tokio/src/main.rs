@@ -399,6 +399,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::task::{Context, Wake, Waker};
 
+    use futures_util::FutureExt;
     use sockeye_tokio::{Role, Upgraded};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -472,10 +473,19 @@ mod tests {
         assert!(flag.0.load(Ordering::SeqCst), "the loop did not yield");
 
         // The server's frames: a 10-byte header and the payload, unmasked.
+        // The first turn wrote at most its own two.
         let mut echoes = vec![0; 4 * (10 + payload)];
+        let mut first_turn = 0;
+        while let Some(read) = peer.read(&mut echoes[first_turn..]).now_or_never() {
+            first_turn += read.unwrap();
+        }
+        assert!(
+            first_turn <= 2 * (10 + payload),
+            "{first_turn} bytes in one turn"
+        );
         tokio::select! {
             _ = echoing => panic!("the echo loop ended"),
-            read = peer.read_exact(&mut echoes) => read.unwrap(),
+            read = peer.read_exact(&mut echoes[first_turn..]) => read.unwrap(),
         };
         assert!(
             echoes
