@@ -1,22 +1,23 @@
 //! [`Connection`]: one WebSocket connection as a deterministic state machine.
 
 use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::mem::MaybeUninit;
 use std::time::Instant;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::error::{Error, ProtocolError, RequestError, ResponseError, UsageError};
-use crate::event::{Closed, Event, Upgraded};
+use crate::event::{Closed, Event, TransportAction};
 use crate::frame::{Decoded, Decoder, Role};
 use crate::handshake::{
-    Accept, ClientHandshake, ClientRequest, Header, RequestOutcome, Response, ResponseOutcome,
+    ClientHandshake, ClientRequest, Handshake, Header, RequestOutcome, Response, ResponseOutcome,
     find_head_end, parse_request,
 };
 use crate::message::Message;
-use crate::outbox::{Outbox, Transmit};
+use crate::outbox::Outbox;
 use crate::random::SplitMix64;
 
 /// Where a connection is in its life. It only moves forward.
@@ -28,13 +29,15 @@ pub enum State {
     Open,
     /// A close frame was sent or received; the handshake is finishing.
     Closing,
-    /// Done. Write the remaining transmits and close the transport.
+    /// Over for the application. The transport is still being wound down:
+    /// keep driving until [`Connection::poll_transport`] says
+    /// [`TransportAction::Close`].
     Closed,
 }
 
 /// The handshake phase, boxed so an open connection does not carry it.
 #[derive(Debug)]
-enum Handshake {
+enum Opening {
     /// Server: reading the request head.
     ReadingRequest { head: BytesMut, searched: usize },
     /// Server: the application must answer. `accept` is the
@@ -43,9 +46,6 @@ enum Handshake {
         accept: Option<String>,
         protocols: Vec<String>,
         early: BytesMut,
-        /// The client half-closed after its request; it may still read the
-        /// answer.
-        eof: bool,
     },
     /// Client: reading the response head.
     ReadingResponse {
@@ -63,6 +63,35 @@ enum Handshake {
     },
 }
 
+/// How the transport ends, once the connection is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Teardown {
+    /// The connection is not over.
+    Running,
+    /// Write what is queued (until `deadline`); then close if the peer has
+    /// ended its side, or half-close and linger.
+    Flush { deadline: Option<Instant> },
+    /// Half-closed: read and discard until the peer's end of stream or
+    /// `deadline`, so that closing does not reset the connection under the
+    /// last bytes written.
+    Linger { deadline: Option<Instant> },
+    /// Close the transport at once.
+    Close,
+    /// The driver was told to close.
+    Done,
+}
+
+/// How a connection that is over lets go of its transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Write what is queued, then half-close and linger (or close, once the
+    /// peer has ended its side): the peer should read our last bytes.
+    Graceful,
+    /// Drop what is queued and close: the transport failed, the peer stopped
+    /// responding, or there is nothing left for it to read.
+    Abort,
+}
+
 /// One WebSocket connection, client or server, with no I/O of its own.
 ///
 /// The caller owns the transport and the clock. It feeds in what happens
@@ -70,26 +99,59 @@ enum Handshake {
 ///
 /// * **Inputs**: [`handle_input`](Self::handle_input) for received bytes,
 ///   [`handle_eof`](Self::handle_eof) when the peer stops sending,
-///   [`handle_timeout`](Self::handle_timeout) when the deadline from
-///   [`poll_timeout`](Self::poll_timeout) passes, and the application's
-///   calls: [`accept`](Self::accept), [`respond`](Self::respond),
-///   [`send`](Self::send), [`ping`](Self::ping) and [`close`](Self::close).
-/// * **Outputs**: [`poll_transmit`](Self::poll_transmit) (bytes to write),
-///   [`poll_event`](Self::poll_event) (what happened) and
-///   [`poll_timeout`](Self::poll_timeout) (when to call `handle_timeout`).
+///   [`handle_transport_error`](Self::handle_transport_error) when the
+///   transport fails, [`handle_written`](Self::handle_written) for bytes the
+///   transport took, [`handle_timeout`](Self::handle_timeout) when the
+///   deadline from [`poll_timeout`](Self::poll_timeout) passes, and the
+///   application's calls: [`accept`](Self::accept),
+///   [`respond`](Self::respond), [`send`](Self::send), [`ping`](Self::ping)
+///   and [`close`](Self::close). Every one that can start or move a timer
+///   takes `now`.
+/// * **Outputs**: [`poll_event`](Self::poll_event) (what happened, for the
+///   application), [`poll_transmit`](Self::poll_transmit) (bytes to write),
+///   [`poll_transport`](Self::poll_transport) (when to half-close or close
+///   the transport) and [`poll_timeout`](Self::poll_timeout) (when to call
+///   `handle_timeout`).
 ///
-/// **After every input, drain the outputs**: call `poll_event` until it
-/// returns `None` (reacting to each event may queue more output), then
-/// `poll_transmit` until it returns `None`, then re-arm the timer with
-/// `poll_timeout`. On [`Event::Closed`], write the remaining transmits and
-/// close the transport. The same inputs always produce the same outputs.
+/// **After every input, drain the outputs, in this order**:
+///
+/// 1. `poll_event` until it returns `None`; reacting to an event may queue
+///    more output;
+/// 2. `poll_transmit`, write what it offers, and report what the transport
+///    took with `handle_written`, until it offers nothing or the transport
+///    is full (then write again when the transport can take more);
+/// 3. `poll_transport`, and do what it says;
+/// 4. re-arm the one timer with `poll_timeout`.
+///
+/// Keep reading and driving after [`Event::Closed`], which ends the
+/// connection for the application: the transport is done only at
+/// [`TransportAction::Close`]. The core decides how it ends (a half-close
+/// and a bounded wait for the peer's end of stream after it has been sent a
+/// close frame or an HTTP response, at once after a transport failure), so
+/// every driver ends connections the same way. The same inputs always
+/// produce the same outputs.
+///
+/// # Writing and backpressure
+///
+/// The core owns the whole outbound path. Messages wait in protocol order
+/// (the handshake, control frames, data, the close frame); `poll_transmit`
+/// frames the front of it into the slices the driver offers, and only as
+/// much as they and one write's worth hold, so a pong or the reply to a
+/// close goes ahead of data not offered yet. While more than
+/// [`Config::write_buffer_high_water`] bytes wait,
+/// [`is_backpressured`](Self::is_backpressured) is true; an application
+/// that holds further sends meanwhile resumes at [`Event::Drained`]. A
+/// queue of its own in front of `send` (such as the hub's, with its
+/// priorities) moves its next message into the connection only while
+/// `is_backpressured` is false, so its backlog builds up where its own
+/// policy applies.
 ///
 /// # Example: a client and a server wired together in memory
 ///
 /// ```
+/// use std::io::IoSlice;
 /// use std::time::Instant;
-/// use bytes::Buf;
-/// use sockeye_core::{Accept, ClientRequest, CloseCode, Config, Connection, Event, Message};
+/// use sockeye_core::{ClientRequest, CloseCode, Config, Connection, Event, Handshake, Message};
 ///
 /// let now = Instant::now();
 /// let mut server = Connection::server(Config::default(), now).unwrap();
@@ -98,19 +160,25 @@ enum Handshake {
 ///
 /// // Move every pending byte from one side to the other.
 /// fn pump(from: &mut Connection, to: &mut Connection, now: Instant) {
-///     while let Some(mut out) = from.poll_transmit() {
-///         while out.has_remaining() {
-///             let chunk = out.chunk().to_vec();
-///             to.handle_input(now, &chunk);
-///             out.advance(chunk.len());
+///     loop {
+///         let mut slices = [IoSlice::new(&[]); 16];
+///         let n = from.poll_transmit(&mut slices);
+///         if n == 0 {
+///             return;
 ///         }
+///         let mut written = 0;
+///         for slice in &slices[..n] {
+///             to.handle_input(now, slice);
+///             written += slice.len();
+///         }
+///         from.handle_written(now, written);
 ///     }
 /// }
 ///
 /// pump(&mut client, &mut server, now);
 /// let Some(Event::Request(request)) = server.poll_event() else { panic!() };
 /// assert_eq!(request.path, "/chat");
-/// server.accept(Accept::default()).unwrap();
+/// server.accept(now, Handshake::default()).unwrap();
 /// assert!(matches!(server.poll_event(), Some(Event::Open(_))));
 ///
 /// pump(&mut server, &mut client, now);
@@ -126,13 +194,23 @@ enum Handshake {
 /// assert!(matches!(server.poll_event(), Some(Event::CloseReceived(_))));
 /// let Some(Event::Closed(closed)) = server.poll_event() else { panic!() };
 /// assert!(closed.clean);
+/// // The server half-closes first (RFC 6455 §7.1.1) and waits for the
+/// // client's end of stream, which comes once the client has seen ours.
+/// use sockeye_core::TransportAction;
+/// assert_eq!(server.poll_transport(), Some(TransportAction::HalfClose));
+/// client.handle_eof(now);
+/// assert!(matches!(client.poll_event(), Some(Event::CloseReceived(_))));
+/// assert!(matches!(client.poll_event(), Some(Event::Closed(_))));
+/// assert_eq!(client.poll_transport(), Some(TransportAction::Close));
+/// server.handle_eof(now);
+/// assert_eq!(server.poll_transport(), Some(TransportAction::Close));
 /// ```
 #[derive(Debug)]
 pub struct Connection {
     role: Role,
     state: State,
     config: Config,
-    handshake: Option<Box<Handshake>>,
+    handshake: Option<Box<Opening>>,
     decoder: Decoder,
     outbox: Outbox,
     events: VecDeque<Event>,
@@ -153,6 +231,9 @@ pub struct Connection {
     /// reaction goes out before anything a later frame causes (a failure's
     /// close frame, say).
     unread: BytesMut,
+    /// The peer has ended its sending side.
+    eof: bool,
+    teardown: Teardown,
 }
 
 impl Connection {
@@ -165,9 +246,9 @@ impl Connection {
     /// let server = Connection::server(Config::default(), Instant::now()).unwrap();
     /// assert_eq!(server.state(), State::Handshaking);
     /// ```
-    pub fn server(config: Config, now: Instant) -> Result<Self, ConfigError> {
+    pub fn server(config: Config, now: Instant) -> Result<Self, UsageError> {
         config.validate()?;
-        let handshake = Handshake::ReadingRequest {
+        let handshake = Opening::ReadingRequest {
             head: BytesMut::new(),
             searched: 0,
         };
@@ -190,8 +271,9 @@ impl Connection {
     /// use sockeye_core::{ClientRequest, Config, Connection};
     /// let request = ClientRequest::new("example.com", 80, "/socket").protocol("v1");
     /// let mut client = Connection::client(request, Config::default(), 7, Instant::now()).unwrap();
-    /// let hello = client.poll_transmit().unwrap();
-    /// assert!(hello.payload().starts_with(b"GET /socket HTTP/1.1\r\nHost: example.com\r\n"));
+    /// let mut slices = [std::io::IoSlice::new(&[]); 4];
+    /// assert_eq!(client.poll_transmit(&mut slices), 1);
+    /// assert!(slices[0].starts_with(b"GET /socket HTTP/1.1\r\nHost: example.com\r\n"));
     /// ```
     pub fn client(
         request: ClientRequest,
@@ -199,12 +281,12 @@ impl Connection {
         seed: u64,
         now: Instant,
     ) -> Result<Self, UsageError> {
-        config.validate().map_err(UsageError::Config)?;
+        config.validate()?;
         let mut rng = SplitMix64::new(seed);
         let mut key = [0u8; 16];
         rng.fill(&mut key);
         let (bytes, expect) = request.encode(key)?;
-        let handshake = Handshake::ReadingResponse {
+        let handshake = Opening::ReadingResponse {
             head: BytesMut::new(),
             searched: 0,
             expect,
@@ -236,7 +318,7 @@ impl Connection {
         config: Config,
         seed: u64,
         now: Instant,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, UsageError> {
         config.validate()?;
         let mut connection = Self::new(role, config, None, SplitMix64::new(seed), now);
         connection.state = State::Open;
@@ -247,7 +329,7 @@ impl Connection {
     fn new(
         role: Role,
         config: Config,
-        handshake: Option<Handshake>,
+        handshake: Option<Opening>,
         rng: SplitMix64,
         now: Instant,
     ) -> Self {
@@ -267,6 +349,8 @@ impl Connection {
             close_sent: false,
             close_received: None,
             unread: BytesMut::new(),
+            eof: false,
+            teardown: Teardown::Running,
         }
     }
 
@@ -290,11 +374,38 @@ impl Connection {
         self.state
     }
 
-    /// Payload bytes queued to send and not yet taken by
-    /// [`poll_transmit`](Self::poll_transmit). Drivers use it for
-    /// backpressure.
+    /// Bytes waiting to be written: the payloads of what was sent and not
+    /// yet offered by [`poll_transmit`](Self::poll_transmit), and the framed
+    /// bytes (headers included) offered and not yet reported written.
     pub fn buffered_amount(&self) -> usize {
         self.outbox.buffered()
+    }
+
+    /// Whether more than [`Config::write_buffer_high_water`] bytes wait to
+    /// be written. An application (or a queue in front of the connection)
+    /// should hold further sends until [`Event::Drained`]; the core itself
+    /// queues whatever it is given.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use sockeye_core::{Config, Connection, Event, Message, Role};
+    ///
+    /// let now = Instant::now();
+    /// let config = Config { write_buffer_high_water: 1000, ..Config::default() };
+    /// let mut server = Connection::upgraded(Role::Server, config, 0, now)?;
+    /// server.send(now, Message::binary(vec![0; 1500]))?;
+    /// assert!(server.is_backpressured());
+    ///
+    /// // The transport takes 600 bytes of the frame: 904 are left.
+    /// let mut slices = [std::io::IoSlice::new(&[]); 4];
+    /// server.poll_transmit(&mut slices);
+    /// server.handle_written(now, 600);
+    /// assert!(!server.is_backpressured());
+    /// assert_eq!(server.poll_event(), Some(Event::Drained));
+    /// # Ok::<(), sockeye_core::UsageError>(())
+    /// ```
+    pub fn is_backpressured(&self) -> bool {
+        self.outbox.buffered() > self.config.write_buffer_high_water
     }
 
     /// Received bytes held for an incomplete request, response, frame or
@@ -309,11 +420,11 @@ impl Connection {
     /// draining events makes both this and the event queue grow.
     pub fn buffered_input(&self) -> usize {
         let handshake = match self.handshake.as_deref() {
-            Some(
-                Handshake::ReadingRequest { head, .. } | Handshake::ReadingResponse { head, .. },
-            ) => head.len(),
-            Some(Handshake::AwaitingAnswer { early, .. }) => early.len(),
-            Some(Handshake::ReadingRefusal { body, .. }) => body.len(),
+            Some(Opening::ReadingRequest { head, .. } | Opening::ReadingResponse { head, .. }) => {
+                head.len()
+            }
+            Some(Opening::AwaitingAnswer { early, .. }) => early.len(),
+            Some(Opening::ReadingRefusal { body, .. }) => body.len(),
             None => 0,
         };
         handshake + self.unread.len() + self.decoder.buffered()
@@ -321,7 +432,9 @@ impl Connection {
 
     // ---- inputs -------------------------------------------------------
 
-    /// Feeds bytes received from the transport. Any chunking works.
+    /// Feeds bytes received from the transport. Any chunking works. Once the
+    /// connection is [`Closed`](State::Closed), input is read only to be
+    /// discarded (see [`TransportAction`]).
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
         self.now = now;
         match self.state {
@@ -440,6 +553,7 @@ impl Connection {
     /// The peer closed its sending side (TCP FIN, or the stream ended).
     pub fn handle_eof(&mut self, now: Instant) {
         self.now = now;
+        self.eof = true;
         // What arrived before the end still counts, in order.
         while !self.unread.is_empty()
             && self.state != State::Closed
@@ -448,26 +562,77 @@ impl Connection {
             self.decode_unread();
         }
         match self.state {
-            State::Closed => {}
+            State::Closed => {
+                if let Teardown::Linger { .. } = self.teardown {
+                    self.teardown = Teardown::Close;
+                }
+            }
             State::Handshaking => match self.handshake.as_deref_mut() {
-                Some(Handshake::AwaitingAnswer { eof, .. }) => *eof = true,
-                Some(Handshake::ReadingRefusal { .. }) => self.finish_refusal(),
-                Some(Handshake::ReadingResponse { .. }) => {
+                // The client half-closed after its request; it may still
+                // read the answer.
+                Some(Opening::AwaitingAnswer { .. }) => {}
+                Some(Opening::ReadingRefusal { .. }) => self.finish_refusal(),
+                Some(Opening::ReadingResponse { .. }) => {
                     self.fail_handshake(ResponseError::Eof.into())
                 }
                 _ => self.fail_handshake(Error::UnexpectedEof),
             },
             State::Open | State::Closing => match self.close_received.take() {
                 // A client waits for exactly this after the close frames.
-                Some(frame) => self.finish(frame.code, frame.reason, true, None),
+                Some(frame) => self.finish(frame.code, frame.reason, true, None, End::Graceful),
                 None => self.finish(
                     CloseCode::ABNORMAL,
                     String::new(),
                     false,
                     Some(Error::UnexpectedEof),
+                    End::Graceful,
                 ),
             },
         }
+    }
+
+    /// The transport failed: a read or a write returned an error (a reset,
+    /// a broken pipe). An open connection ends with [`Event::Closed`], code
+    /// [`CloseCode::ABNORMAL`] and [`Error::Transport`]; one that was over
+    /// already stops waiting for its transport. Either way,
+    /// [`poll_transport`](Self::poll_transport) says
+    /// [`TransportAction::Close`] next.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use sockeye_core::{CloseCode, Config, Connection, Error, Event, Role, TransportAction};
+    ///
+    /// let now = Instant::now();
+    /// let mut server = Connection::upgraded(Role::Server, Config::default(), 0, now)?;
+    /// let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+    /// server.handle_transport_error(now, &reset);
+    /// let Some(Event::Closed(closed)) = server.poll_event() else { panic!() };
+    /// assert_eq!(closed.code, CloseCode::ABNORMAL);
+    /// assert!(matches!(closed.error, Some(Error::Transport { kind: std::io::ErrorKind::ConnectionReset, .. })));
+    /// assert_eq!(server.poll_transport(), Some(TransportAction::Close));
+    /// # Ok::<(), sockeye_core::UsageError>(())
+    /// ```
+    pub fn handle_transport_error(&mut self, now: Instant, error: &std::io::Error) {
+        self.now = now;
+        if self.state == State::Closed {
+            if self.teardown != Teardown::Done {
+                self.outbox.clear();
+                self.teardown = Teardown::Close;
+            }
+            return;
+        }
+        let error = Error::Transport {
+            kind: error.kind(),
+            message: error.to_string(),
+        };
+        self.handshake = None;
+        self.finish(
+            CloseCode::ABNORMAL,
+            String::new(),
+            false,
+            Some(error),
+            End::Abort,
+        );
     }
 
     /// Handles the deadline from [`poll_timeout`](Self::poll_timeout). Early
@@ -482,7 +647,7 @@ impl Connection {
                 Role::Client
                     if matches!(
                         self.handshake.as_deref(),
-                        Some(Handshake::ReadingRefusal { .. })
+                        Some(Opening::ReadingRefusal { .. })
                     ) =>
                 {
                     self.finish_refusal();
@@ -493,7 +658,8 @@ impl Connection {
                 if self.heartbeat_due().is_some_and(|d| now >= d) {
                     if self.missed_pongs >= self.config.max_missed_pongs {
                         let error = Error::PeerUnresponsive(self.missed_pongs);
-                        self.finish(CloseCode::ABNORMAL, String::new(), false, Some(error));
+                        let code = CloseCode::ABNORMAL;
+                        self.finish(code, String::new(), false, Some(error), End::Abort);
                         return;
                     }
                     self.missed_pongs += 1;
@@ -509,26 +675,41 @@ impl Connection {
                     self.start_close(CloseCode::GOING_AWAY, "idle timeout");
                 }
             }
+            // A client that has waited long enough for the server to close
+            // TCP closes it itself (§7.1.1); a peer that never answered our
+            // close is not waited for any longer either.
             State::Closing if self.deadline.is_some_and(|d| now >= d) => {
                 match self.close_received.take() {
-                    Some(frame) => self.finish(frame.code, frame.reason, true, None),
+                    Some(frame) => self.finish(frame.code, frame.reason, true, None, End::Abort),
                     None => self.finish(
                         CloseCode::ABNORMAL,
                         String::new(),
                         false,
                         Some(Error::CloseTimeout),
+                        End::Abort,
                     ),
                 }
             }
+            State::Closed => match self.teardown {
+                Teardown::Flush { deadline } | Teardown::Linger { deadline }
+                    if deadline.is_some_and(|d| now >= d) =>
+                {
+                    self.outbox.clear();
+                    self.teardown = Teardown::Close;
+                }
+                _ => {}
+            },
             _ => {}
         }
     }
 
     /// Server: accepts the upgrade request from [`Event::Request`]. The 101
-    /// response is queued and [`Event::Open`] follows; bytes the client sent
-    /// after its request are processed now.
-    pub fn accept(&mut self, accept: Accept) -> Result<(), UsageError> {
-        let Some(Handshake::AwaitingAnswer {
+    /// response is queued and [`Event::Open`] follows, with `handshake`;
+    /// bytes the client sent after its request are processed now. The
+    /// heartbeat starts at `now`: an application may take its time to
+    /// decide (check a token, say) without the peer's silence counting.
+    pub fn accept(&mut self, now: Instant, handshake: Handshake) -> Result<(), UsageError> {
+        let Some(Opening::AwaitingAnswer {
             accept: Some(key),
             protocols,
             ..
@@ -536,38 +717,39 @@ impl Connection {
         else {
             return Err(UsageError::NoPendingRequest);
         };
-        let response = accept.encode(key, protocols)?;
-        let Some(Handshake::AwaitingAnswer { early, eof, .. }) = self.handshake.take().map(|h| *h)
-        else {
+        let response = handshake.encode(key, protocols)?;
+        let Some(Opening::AwaitingAnswer { early, .. }) = self.handshake.take().map(|h| *h) else {
             unreachable!("checked above");
         };
+        self.now = now;
         self.outbox.push_handshake(response);
-        self.open(Upgraded {
-            protocol: accept.protocol,
-            headers: accept.headers,
-        });
+        self.open(handshake);
         self.frame_input(&early);
-        if eof {
-            self.handle_eof(self.now);
+        if self.eof {
+            self.handle_eof(now);
         }
         Ok(())
     }
 
     /// Server: answers the pending request with a plain HTTP response: a
     /// refusal of an [`Event::Request`], or the answer to an
-    /// [`Event::HttpRequest`]. [`Event::Closed`] follows; close the transport
-    /// once the response is written.
-    pub fn respond(&mut self, response: Response) -> Result<(), UsageError> {
+    /// [`Event::HttpRequest`]. [`Event::Closed`] follows, and the transport
+    /// is wound down once the response is written (see
+    /// [`poll_transport`](Self::poll_transport)); the wait for the client
+    /// to close its side runs from `now`.
+    pub fn respond(&mut self, now: Instant, response: Response) -> Result<(), UsageError> {
         if !matches!(
             self.handshake.as_deref(),
-            Some(Handshake::AwaitingAnswer { .. })
+            Some(Opening::AwaitingAnswer { .. })
         ) {
             return Err(UsageError::NoPendingRequest);
         }
         let bytes = response.encode()?;
+        self.now = now;
         self.handshake = None;
         self.outbox.push_handshake(bytes);
-        self.finish(CloseCode::ABNORMAL, String::new(), false, None);
+        let code = CloseCode::ABNORMAL;
+        self.finish(code, String::new(), false, None, End::Graceful);
         Ok(())
     }
 
@@ -585,12 +767,15 @@ impl Connection {
         Ok(())
     }
 
-    /// Queues a ping with up to 125 bytes of payload.
-    pub fn ping(&mut self, payload: Bytes) -> Result<(), UsageError> {
+    /// Queues a ping with up to 125 bytes of payload. [`Event::Pong`] brings
+    /// the answer. The heartbeat pings on its own; this is for an
+    /// application that probes the peer itself.
+    pub fn ping(&mut self, now: Instant, payload: Bytes) -> Result<(), UsageError> {
         if payload.len() > 125 {
             return Err(UsageError::PingTooLarge(payload.len()));
         }
         self.check_can_send()?;
+        self.now = now;
         self.outbox.push_ping(payload);
         Ok(())
     }
@@ -618,9 +803,122 @@ impl Connection {
 
     // ---- outputs ------------------------------------------------------
 
-    /// The next bytes to write, if any.
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.outbox.poll()
+    /// Fills `slices` with the bytes to write next, and returns how many it
+    /// filled: frame headers and payloads as they are (a payload is never
+    /// copied to join its header), small frames in a row copied into one
+    /// slice. `0` when nothing waits. Write them with one vectored write,
+    /// then report what the transport took with
+    /// [`handle_written`](Self::handle_written); what it did not take is
+    /// offered again, first.
+    ///
+    /// Only as much is framed as `slices` and one write's worth (256 KiB)
+    /// hold; the rest waits in protocol order, where a pong, a ping or the
+    /// reply to the peer's close can still go ahead of queued data.
+    ///
+    /// ```
+    /// use std::io::IoSlice;
+    /// use std::time::Instant;
+    /// use sockeye_core::{Config, Connection, Message, Role};
+    ///
+    /// let now = Instant::now();
+    /// let mut server = Connection::upgraded(Role::Server, Config::default(), 0, now)?;
+    /// server.send(now, Message::text("one"))?;
+    /// server.send(now, Message::text("two"))?;
+    /// let mut wire = Vec::new();
+    /// loop {
+    ///     let mut slices = [IoSlice::new(&[]); 8];
+    ///     let n = server.poll_transmit(&mut slices);
+    ///     if n == 0 {
+    ///         break;
+    ///     }
+    ///     // A transport that takes at most 7 bytes per vectored write.
+    ///     let mut room = 7;
+    ///     for slice in &slices[..n] {
+    ///         let take = slice.len().min(room);
+    ///         wire.extend_from_slice(&slice[..take]);
+    ///         room -= take;
+    ///     }
+    ///     server.handle_written(now, 7 - room);
+    /// }
+    /// assert_eq!(wire, b"\x81\x03one\x81\x03two");
+    /// # Ok::<(), sockeye_core::UsageError>(())
+    /// ```
+    pub fn poll_transmit<'a>(&'a mut self, slices: &mut [IoSlice<'a>]) -> usize {
+        self.outbox.poll_transmit(slices)
+    }
+
+    /// The transport took `n` bytes of what
+    /// [`poll_transmit`](Self::poll_transmit) offered. Bringing the bytes
+    /// waiting to the high-water mark or below queues [`Event::Drained`];
+    /// writing the last bytes of a connection that is over lets
+    /// [`poll_transport`](Self::poll_transport) half-close, and the wait for
+    /// the peer's end of stream runs from `now`.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is more than was offered.
+    pub fn handle_written(&mut self, now: Instant, n: usize) {
+        self.now = now;
+        let high_water = self.config.write_buffer_high_water;
+        let before = self.outbox.buffered();
+        self.outbox.advance(n);
+        if before > high_water && !self.is_backpressured() && self.state == State::Open {
+            self.events.push_back(Event::Drained);
+        }
+    }
+
+    /// What to do with the transport, once: [`TransportAction::HalfClose`]
+    /// when a connection that is over has written everything and the peer
+    /// should see the end of our stream while we wait for the end of its
+    /// own, then [`TransportAction::Close`]. `None` while the transport
+    /// should stay as it is. Ask after writing what
+    /// [`poll_transmit`](Self::poll_transmit) offered.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use sockeye_core::{Config, Connection, Event, Response, TransportAction};
+    ///
+    /// let now = Instant::now();
+    /// let mut server = Connection::server(Config::default(), now)?;
+    /// server.handle_input(now, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    /// assert!(matches!(server.poll_event(), Some(Event::HttpRequest(_))));
+    /// server.respond(now, Response::new(200, "ok"))?;
+    /// assert!(matches!(server.poll_event(), Some(Event::Closed(_))));
+    /// // Not before the response is written.
+    /// assert_eq!(server.poll_transport(), None);
+    /// let mut slices = [std::io::IoSlice::new(&[]); 4];
+    /// let n = server.poll_transmit(&mut slices);
+    /// let len = slices[..n].iter().map(|s| s.len()).sum();
+    /// server.handle_written(now, len);
+    /// assert_eq!(server.poll_transport(), Some(TransportAction::HalfClose));
+    /// // A client that never closes its side is waited for up to the close timeout.
+    /// let later = now + Config::default().close_timeout;
+    /// assert_eq!(server.poll_timeout(), Some(later));
+    /// server.handle_timeout(later);
+    /// assert_eq!(server.poll_transport(), Some(TransportAction::Close));
+    /// assert_eq!(server.poll_timeout(), None);
+    /// # Ok::<(), sockeye_core::UsageError>(())
+    /// ```
+    pub fn poll_transport(&mut self) -> Option<TransportAction> {
+        match self.teardown {
+            Teardown::Flush { .. } if self.outbox.is_empty() => {
+                if self.eof {
+                    // Nothing more will arrive: nothing to wait for.
+                    self.teardown = Teardown::Done;
+                    Some(TransportAction::Close)
+                } else {
+                    self.teardown = Teardown::Linger {
+                        deadline: self.close_deadline(),
+                    };
+                    Some(TransportAction::HalfClose)
+                }
+            }
+            Teardown::Close => {
+                self.teardown = Teardown::Done;
+                Some(TransportAction::Close)
+            }
+            _ => None,
+        }
     }
 
     /// The next event, if any.
@@ -636,8 +934,10 @@ impl Connection {
     }
 
     /// When to call [`handle_timeout`](Self::handle_timeout): the earliest of
-    /// the handshake, heartbeat, idle and close deadlines that apply now.
-    /// `None` once closed.
+    /// the handshake, heartbeat, idle and close deadlines that apply now,
+    /// and once the connection is over, the deadline for writing its last
+    /// bytes or for the peer to close its side. `None` once the transport
+    /// is to be closed.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             State::Handshaking | State::Closing => self.deadline,
@@ -645,7 +945,10 @@ impl Connection {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             },
-            State::Closed => None,
+            State::Closed => match self.teardown {
+                Teardown::Flush { deadline } | Teardown::Linger { deadline } => deadline,
+                Teardown::Running | Teardown::Close | Teardown::Done => None,
+            },
         }
     }
 
@@ -673,12 +976,12 @@ impl Connection {
         }
     }
 
-    fn open(&mut self, upgraded: Upgraded) {
+    fn open(&mut self, handshake: Handshake) {
         self.state = State::Open;
         self.deadline = None;
         self.last_seen = self.now;
         self.last_data = self.now;
-        self.events.push_back(Event::Open(upgraded));
+        self.events.push_back(Event::Open(handshake));
     }
 
     fn handshake_input(&mut self, data: &[u8]) {
@@ -687,8 +990,8 @@ impl Connection {
             return;
         };
         match handshake {
-            Handshake::ReadingRequest { head, searched }
-            | Handshake::ReadingResponse { head, searched, .. } => {
+            Opening::ReadingRequest { head, searched }
+            | Opening::ReadingResponse { head, searched, .. } => {
                 // Copy no more than the cap allows; a head that does not end
                 // within it is refused whatever follows.
                 let take = data.len().min(cap - head.len());
@@ -711,7 +1014,7 @@ impl Connection {
                     Role::Client => self.response_complete(&head, rest),
                 }
             }
-            Handshake::AwaitingAnswer { accept, early, .. } => {
+            Opening::AwaitingAnswer { accept, early, .. } => {
                 // A plain request's body is ignored; an upgrade's early frames
                 // wait for the answer, up to the cap.
                 if accept.is_some() {
@@ -722,7 +1025,7 @@ impl Connection {
                     }
                 }
             }
-            Handshake::ReadingRefusal { body, body_len, .. } => {
+            Opening::ReadingRefusal { body, body_len, .. } => {
                 let take = data.len().min(*body_len - body.len());
                 body.extend_from_slice(&data[..take]);
                 if body.len() == *body_len {
@@ -739,20 +1042,18 @@ impl Connection {
                     self.refuse(RequestError::EarlyData(self.config.max_handshake_size));
                     return;
                 }
-                self.handshake = Some(Box::new(Handshake::AwaitingAnswer {
+                self.handshake = Some(Box::new(Opening::AwaitingAnswer {
                     accept: Some(accept),
                     protocols: request.protocols.clone(),
                     early,
-                    eof: false,
                 }));
                 self.events.push_back(Event::Request(Box::new(request)));
             }
             RequestOutcome::Plain(request) => {
-                self.handshake = Some(Box::new(Handshake::AwaitingAnswer {
+                self.handshake = Some(Box::new(Opening::AwaitingAnswer {
                     accept: None,
                     protocols: Vec::new(),
                     early: BytesMut::new(),
-                    eof: false,
                 }));
                 self.events.push_back(Event::HttpRequest(Box::new(request)));
             }
@@ -761,13 +1062,13 @@ impl Connection {
     }
 
     fn response_complete(&mut self, head: &[u8], rest: BytesMut) {
-        let Some(Handshake::ReadingResponse { expect, .. }) = self.handshake.as_deref() else {
+        let Some(Opening::ReadingResponse { expect, .. }) = self.handshake.as_deref() else {
             return;
         };
         match expect.check(head, self.config.max_headers) {
             ResponseOutcome::Upgraded { protocol, headers } => {
                 self.handshake = None;
-                self.open(Upgraded { protocol, headers });
+                self.open(Handshake { protocol, headers });
                 self.frame_input(&rest);
             }
             ResponseOutcome::Refused {
@@ -782,7 +1083,7 @@ impl Connection {
                 let mut body = rest;
                 body.truncate(body_len);
                 let done = body.len() == body_len;
-                self.handshake = Some(Box::new(Handshake::ReadingRefusal {
+                self.handshake = Some(Box::new(Opening::ReadingRefusal {
                     status,
                     reason,
                     headers,
@@ -798,7 +1099,7 @@ impl Connection {
     }
 
     fn finish_refusal(&mut self) {
-        if let Some(Handshake::ReadingRefusal {
+        if let Some(Opening::ReadingRefusal {
             status,
             reason,
             headers,
@@ -822,12 +1123,23 @@ impl Connection {
             .encode()
             .expect("error responses are well-formed");
         self.outbox.push_handshake(response);
-        self.fail_handshake(error.into());
+        self.handshake = None;
+        let code = CloseCode::ABNORMAL;
+        self.finish(
+            code,
+            String::new(),
+            false,
+            Some(error.into()),
+            End::Graceful,
+        );
     }
 
+    /// Ends a handshake that failed with nothing for the peer to read: a
+    /// client's, or a server's whose peer left before its request was in.
     fn fail_handshake(&mut self, error: Error) {
         self.handshake = None;
-        self.finish(CloseCode::ABNORMAL, String::new(), false, Some(error));
+        let code = CloseCode::ABNORMAL;
+        self.finish(code, String::new(), false, Some(error), End::Abort);
     }
 
     fn frame_input(&mut self, data: &[u8]) {
@@ -917,7 +1229,9 @@ impl Connection {
                 self.events.push_back(Event::CloseReceived(frame.clone()));
                 match self.role {
                     // The server closes TCP first (§7.1.1).
-                    Role::Server => self.finish(frame.code, frame.reason, true, None),
+                    Role::Server => {
+                        self.finish(frame.code, frame.reason, true, None, End::Graceful)
+                    }
                     Role::Client => {
                         self.state = State::Closing;
                         self.deadline = self.close_deadline();
@@ -946,15 +1260,33 @@ impl Connection {
             self.outbox.push_close(close_payload(code, &reason));
             self.close_sent = true;
         }
-        self.finish(code, reason, false, Some(error.into()));
+        self.finish(code, reason, false, Some(error.into()), End::Graceful);
     }
 
-    fn finish(&mut self, code: CloseCode, reason: String, clean: bool, error: Option<Error>) {
+    /// Ends the connection for the application, and starts winding down
+    /// its transport as `end` says.
+    fn finish(
+        &mut self,
+        code: CloseCode,
+        reason: String,
+        clean: bool,
+        error: Option<Error>,
+        end: End,
+    ) {
         self.state = State::Closed;
         self.unread = BytesMut::new();
         self.deadline = None;
         self.close_received = None;
         self.handshake = None;
+        self.teardown = match end {
+            End::Graceful => Teardown::Flush {
+                deadline: self.close_deadline(),
+            },
+            End::Abort => {
+                self.outbox.clear();
+                Teardown::Close
+            }
+        };
         self.events.push_back(Event::Closed(Box::new(Closed {
             code,
             reason,

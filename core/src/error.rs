@@ -241,6 +241,15 @@ pub enum Error {
     /// The transport ended without a close handshake.
     #[error("connection closed without a close frame")]
     UnexpectedEof,
+    /// The transport failed (a reset, a broken pipe), as the driver reported
+    /// with [`handle_transport_error`](crate::Connection::handle_transport_error).
+    #[error("transport failed: {message}")]
+    Transport {
+        /// The kind of I/O error.
+        kind: std::io::ErrorKind,
+        /// The error's message.
+        message: String,
+    },
 }
 
 /// The application asked for something that the connection's state or the
@@ -281,4 +290,13 @@ pub enum UsageError {
     /// A close reason is limited to 123 bytes.
     #[error("close reason of {0} bytes exceeds 123")]
     CloseReasonTooLong(usize),
+    /// A URL given to [`ClientRequest::from_url`](crate::ClientRequest::from_url)
+    /// is not a WebSocket URL that can be connected to.
+    #[error("invalid WebSocket URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }

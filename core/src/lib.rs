@@ -19,8 +19,9 @@
 //! ## Driving a server connection by hand
 //!
 //! ```
+//! use std::io::IoSlice;
 //! use std::time::Instant;
-//! use sockeye_core::{Accept, Config, Connection, Event, Message, Response};
+//! use sockeye_core::{Config, Connection, Event, Handshake, Message, Response};
 //!
 //! let now = Instant::now();
 //! let mut conn = Connection::server(Config::default(), now)?;
@@ -30,17 +31,20 @@
 //!
 //! while let Some(event) = conn.poll_event() {
 //!     match event {
-//!         Event::Request(request) if request.path == "/chat" => conn.accept(Accept::default())?,
-//!         Event::Request(_) => conn.respond(Response::new(404, "no such endpoint"))?,
+//!         Event::Request(request) if request.path == "/chat" => {
+//!             conn.accept(now, Handshake::default())?
+//!         }
+//!         Event::Request(_) => conn.respond(now, Response::new(404, "no such endpoint"))?,
 //!         Event::Open(_) => conn.send(now, Message::text("welcome"))?,
 //!         _ => {}
 //!     }
 //! }
-//! let response = conn.poll_transmit().unwrap();
-//! assert!(response.payload().starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
-//! let welcome = conn.poll_transmit().unwrap();
-//! assert_eq!(welcome.header(), [0x81, 7]);
-//! assert_eq!(welcome.payload().as_ref(), b"welcome");
+//! let mut slices = [IoSlice::new(&[]); 8];
+//! let n = conn.poll_transmit(&mut slices);
+//! let wire: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
+//! assert!(wire.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+//! assert!(wire.ends_with(b"\r\n\r\n\x81\x07welcome"));
+//! conn.handle_written(now, wire.len());
 //! // The next thing to do: send a ping after 30 s of silence.
 //! assert!(conn.poll_timeout().is_some());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -60,18 +64,19 @@ mod mask;
 mod message;
 mod outbox;
 mod random;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod utf8;
 
 pub use close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
 pub use config::{Config, ConfigError};
 pub use connection::{Connection, State};
 pub use error::{Error, ProtocolError, RequestError, ResponseError, UsageError};
-pub use event::{Closed, Event, Upgraded};
+pub use event::{Closed, Event, TransportAction};
 pub use frame::Role;
-pub use handshake::{Accept, ClientRequest, Extension, Header, Request, Response, accept_key};
+pub use handshake::{ClientRequest, Extension, Handshake, Header, Request, Response, accept_key};
 pub use mask::apply_mask;
 pub use message::Message;
-pub use outbox::{Transmit, TransmitQueue};
 pub use utf8::Utf8Bytes;
 
 /// Compiles and runs the examples in the repository's README.

@@ -1,7 +1,10 @@
-//! The outgoing side: queued frames, fragmentation, masking, and
-//! [`Transmit`], the unit of output a driver writes.
+//! The outgoing side, from the application's calls to the bytes a driver
+//! writes: queued frames in protocol order, fragmentation, masking, and the
+//! framed bytes not yet written. One owner for the whole path, so that one
+//! policy decides what goes next in every driver.
 
 use std::collections::VecDeque;
+use std::io::IoSlice;
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -10,41 +13,12 @@ use crate::mask::{apply_mask, extend_masked};
 use crate::message::Message;
 use crate::random::SplitMix64;
 
-/// Bytes to write to the transport: one frame's header and its payload, or
-/// an HTTP handshake message (with an empty header).
-///
-/// The two parts are separate so a driver can write them with one vectored
-/// write, without copying the payload. `Transmit` implements [`Buf`], so
-/// partial writes are a matter of [`Buf::advance`], and
-/// [`Buf::chunks_vectored`] fills `IoSlice`s.
-///
-/// ```
-/// use bytes::Buf;
-/// use sockeye_core::{Config, Connection, Event, Accept, Message};
-/// # use std::time::Instant;
-/// # let now = Instant::now();
-/// # let mut server = Connection::server(Config::default(), now).unwrap();
-/// # server.handle_input(now, b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
-/// # let _ = server.poll_event();
-/// # server.accept(Accept::default()).unwrap();
-/// # let _ = server.poll_transmit(); // the 101 response
-/// server.send(now, Message::text("hi")).unwrap();
-/// let mut out = server.poll_transmit().unwrap();
-/// assert_eq!(out.header(), &[0x81, 0x02]);
-/// assert_eq!(out.payload().as_ref(), b"hi");
-/// let mut wire = Vec::new();
-/// while out.has_remaining() {
-///     let chunk = out.chunk();
-///     wire.extend_from_slice(chunk);
-///     let n = chunk.len();
-///     out.advance(n);
-/// }
-/// assert_eq!(wire, b"\x81\x02hi");
-/// ```
+/// One frame's header and payload, or an HTTP message (with an empty
+/// header), framed and not yet fully written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transmit {
+struct Transmit {
     header: EncodedHeader,
-    /// Header bytes already consumed through [`Buf::advance`].
+    /// Header bytes already written.
     header_pos: usize,
     payload: Bytes,
 }
@@ -58,29 +32,12 @@ impl Transmit {
         }
     }
 
-    /// The unwritten part of the frame header (empty for HTTP messages).
-    pub fn header(&self) -> &[u8] {
+    fn header(&self) -> &[u8] {
         &self.header.as_slice()[self.header_pos..]
     }
 
-    /// The unwritten part of the payload, or of the HTTP message.
-    pub fn payload(&self) -> &Bytes {
-        &self.payload
-    }
-}
-
-impl Buf for Transmit {
     fn remaining(&self) -> usize {
         self.header().len() + self.payload.len()
-    }
-
-    fn chunk(&self) -> &[u8] {
-        let header = self.header();
-        if header.is_empty() {
-            &self.payload
-        } else {
-            header
-        }
     }
 
     fn advance(&mut self, mut cnt: usize) {
@@ -90,11 +47,11 @@ impl Buf for Transmit {
         self.payload.advance(cnt);
     }
 
-    fn chunks_vectored<'a>(&'a self, dst: &mut [std::io::IoSlice<'a>]) -> usize {
+    fn slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
         for part in [self.header(), &self.payload[..]] {
             if !part.is_empty() && n < dst.len() {
-                dst[n] = std::io::IoSlice::new(part);
+                dst[n] = IoSlice::new(part);
                 n += 1;
             }
         }
@@ -102,157 +59,26 @@ impl Buf for Transmit {
     }
 }
 
-/// Transmits taken from a [`Connection`](crate::Connection) and not yet
-/// fully written: the queue a driver keeps when the transport takes only
-/// part of what it is given.
-///
-/// It implements [`Buf`] over all its transmits in order, so one
-/// [`Buf::chunks_vectored`] gathers many frames for one vectored write, and
-/// [`Buf::advance`] consumes what the write took, across transmit
-/// boundaries. Large payloads are never copied: a frame is its header slice
-/// and its payload slice. Small transmits in a row are copied together into
-/// one slice, which the kernel takes faster than two tiny slices per frame.
-///
-/// ```
-/// use std::io::IoSlice;
-/// use bytes::Buf;
-/// use sockeye_core::{Connection, Message, TransmitQueue};
-/// # use sockeye_core::{Accept, Config};
-/// # use std::time::Instant;
-/// # let now = Instant::now();
-/// # let mut server = Connection::server(Config::default(), now).unwrap();
-/// # server.handle_input(now, b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
-/// # let _ = server.poll_event();
-/// # server.accept(Accept::default()).unwrap();
-/// # let _ = server.poll_transmit(); // the 101 response
-/// server.send(now, Message::text("one"))?;
-/// server.send(now, Message::text("two"))?;
-/// let mut queue = TransmitQueue::default();
-/// while let Some(transmit) = server.poll_transmit() {
-///     queue.push(transmit);
-/// }
-/// let mut wire = Vec::new();
-/// while queue.has_remaining() {
-///     let mut slices = [IoSlice::new(&[]); 8];
-///     let used = queue.chunks_vectored(&mut slices);
-///     // A transport that takes at most 7 bytes per vectored write.
-///     let mut room = 7;
-///     for slice in &slices[..used] {
-///         let n = slice.len().min(room);
-///         wire.extend_from_slice(&slice[..n]);
-///         room -= n;
-///     }
-///     queue.advance(7 - room);
-/// }
-/// assert_eq!(wire, b"\x81\x03one\x81\x03two");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Default)]
-pub struct TransmitQueue {
-    queue: VecDeque<Transmit>,
-    /// Small transmits pushed after the last of `queue`, copied together.
-    small: BytesMut,
-    remaining: usize,
-}
-
 /// Transmits up to this size are copied into one slice with their
 /// neighbours: copying a few hundred bytes costs less than the kernel's
 /// handling of each extra slice of a vectored write.
 const COPY_MAX: usize = 512;
 
-impl TransmitQueue {
-    /// Queues a transmit after the others.
-    pub fn push(&mut self, transmit: Transmit) {
-        let len = transmit.remaining();
-        if len == 0 {
-            return;
-        }
-        self.remaining += len;
-        if len <= COPY_MAX {
-            if self.small.capacity() == 0 {
-                // One allocation for a burst, not a growth per frame.
-                self.small.reserve(8 * COPY_MAX);
-            }
-            self.small.extend_from_slice(transmit.header());
-            self.small.extend_from_slice(transmit.payload());
-            return;
-        }
-        if !self.small.is_empty() {
-            let small = Transmit::raw(self.small.split().freeze());
-            self.queue.push_back(small);
-        }
-        self.queue.push_back(transmit);
-    }
-
-    /// How many slices a vectored write of everything queued takes: what
-    /// [`Buf::chunks_vectored`] fills, given room. A driver that takes
-    /// transmits from the core lazily stops at what one write can take.
-    pub fn slices(&self) -> usize {
-        let parts = |t: &Transmit| {
-            usize::from(!t.header().is_empty()) + usize::from(!t.payload().is_empty())
-        };
-        self.queue.iter().map(parts).sum::<usize>() + usize::from(!self.small.is_empty())
-    }
-
-    /// Whether everything has been written.
-    pub fn is_empty(&self) -> bool {
-        self.remaining == 0
-    }
-}
-
-impl Buf for TransmitQueue {
-    fn remaining(&self) -> usize {
-        self.remaining
-    }
-
-    fn chunk(&self) -> &[u8] {
-        self.queue.front().map_or(&self.small, Buf::chunk)
-    }
-
-    fn advance(&mut self, mut cnt: usize) {
-        assert!(cnt <= self.remaining, "advanced past the queued bytes");
-        self.remaining -= cnt;
-        while cnt > 0
-            && let Some(front) = self.queue.front_mut()
-        {
-            let n = cnt.min(front.remaining());
-            front.advance(n);
-            cnt -= n;
-            if !front.has_remaining() {
-                self.queue.pop_front();
-            }
-        }
-        if cnt > 0 {
-            self.small.advance(cnt);
-        }
-        if self.remaining == 0 {
-            // An idle connection keeps no buffer.
-            self.small = BytesMut::new();
-        }
-    }
-
-    fn chunks_vectored<'a>(&'a self, dst: &mut [std::io::IoSlice<'a>]) -> usize {
-        let mut n = 0;
-        for transmit in &self.queue {
-            if n == dst.len() {
-                return n;
-            }
-            n += transmit.chunks_vectored(&mut dst[n..]);
-        }
-        if !self.small.is_empty() && n < dst.len() {
-            dst[n] = std::io::IoSlice::new(&self.small);
-            n += 1;
-        }
-        n
-    }
-}
+/// Framed bytes are staged for writing until this many wait, or until they
+/// fill the slices the driver offers. Everything not staged stays in the
+/// queues in protocol order, where a pong, a ping or the reply to the
+/// peer's close still goes ahead of queued data: a control frame waits
+/// behind at most this much (and the frame in progress).
+const STAGE_MAX: usize = 256 * 1024;
 
 /// Unanswered pings beyond this many are answered only with the latest.
 const MAX_PENDING_PONGS: usize = 16;
 
 /// Frames waiting to go out, in the order the protocol needs: the handshake,
 /// then control frames, then data (control frames slip in between the
-/// fragments of a long message), then the close frame, then nothing.
+/// fragments of a long message), then the close frame, then nothing. The
+/// front of that order is framed into `staged` as the driver asks for bytes
+/// to write.
 #[derive(Debug)]
 pub(crate) struct Outbox {
     role: Role,
@@ -266,9 +92,15 @@ pub(crate) struct Outbox {
     /// Payload bytes of `data.front()` already framed.
     front_sent: usize,
     close: Option<Bytes>,
-    close_sent: bool,
-    /// Payload bytes queued and not yet handed out.
-    buffered: usize,
+    close_framed: bool,
+    /// Payload bytes queued and not framed yet.
+    queued: usize,
+    /// Framed and not yet written, in order; then `small`.
+    staged: VecDeque<Transmit>,
+    /// Small transmits framed after the last of `staged`, copied together.
+    small: BytesMut,
+    /// Bytes in `staged` and `small` not yet written.
+    staged_bytes: usize,
 }
 
 impl Outbox {
@@ -283,23 +115,26 @@ impl Outbox {
             data: VecDeque::new(),
             front_sent: 0,
             close: None,
-            close_sent: false,
-            buffered: 0,
+            close_framed: false,
+            queued: 0,
+            staged: VecDeque::new(),
+            small: BytesMut::new(),
+            staged_bytes: 0,
         }
     }
 
     pub(crate) fn push_handshake(&mut self, bytes: Bytes) {
-        self.buffered += bytes.len();
+        self.queued += bytes.len();
         self.handshake = Some(bytes);
     }
 
     pub(crate) fn push_message(&mut self, message: Message) {
-        self.buffered += message.len();
+        self.queued += message.len();
         self.data.push_back(message);
     }
 
     pub(crate) fn push_ping(&mut self, payload: Bytes) {
-        self.buffered += payload.len();
+        self.queued += payload.len();
         self.pings.push_back(payload);
     }
 
@@ -310,47 +145,150 @@ impl Outbox {
         if self.pongs.len() == MAX_PENDING_PONGS
             && let Some(dropped) = self.pongs.pop_front()
         {
-            self.buffered -= dropped.len();
+            self.queued -= dropped.len();
         }
-        self.buffered += payload.len();
+        self.queued += payload.len();
         self.pongs.push_back(payload);
     }
 
     /// Queues the close frame behind the data already queued.
     pub(crate) fn push_close(&mut self, payload: Bytes) {
-        self.buffered += payload.len();
+        self.queued += payload.len();
         self.close = Some(payload);
     }
 
     /// Drops everything queued but the handshake and sends `payload` as the
     /// close frame next, cutting into a fragmented message if need be: the
     /// reply to the peer's close goes out "as soon as practical" (§5.5.1),
-    /// since the peer has stopped caring about our data.
+    /// since the peer has stopped caring about our data. What is staged
+    /// already goes first: a frame cannot be cut once it is being written.
     pub(crate) fn close_now(&mut self, payload: Bytes) {
         self.pings.clear();
         self.pongs.clear();
         self.data.clear();
         self.front_sent = 0;
-        self.buffered = self.handshake.as_ref().map_or(0, Bytes::len);
+        self.queued = self.handshake.as_ref().map_or(0, Bytes::len);
         self.push_close(payload);
     }
 
+    /// Drops everything, staged or not: the transport is going away.
+    pub(crate) fn clear(&mut self) {
+        *self = Self::new(self.role, self.rng.clone(), self.fragment_size);
+        self.close_framed = true;
+    }
+
+    /// Bytes waiting to be written: payloads not framed yet, and framed
+    /// bytes (headers included) not written yet.
     pub(crate) fn buffered(&self) -> usize {
-        self.buffered
+        self.queued + self.staged_bytes
+    }
+
+    /// Whether nothing at all waits to be written (an empty frame counts).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.staged_bytes == 0 && !self.has_unframed()
+    }
+
+    fn has_unframed(&self) -> bool {
+        self.handshake.is_some()
+            || !self.pings.is_empty()
+            || !self.pongs.is_empty()
+            || !self.data.is_empty()
+            || (self.close.is_some() && !self.close_framed)
     }
 
     pub(crate) fn release_buffers(&mut self) {
         self.pings.shrink_to_fit();
         self.pongs.shrink_to_fit();
         self.data.shrink_to_fit();
+        self.staged.shrink_to_fit();
     }
 
-    pub(crate) fn poll(&mut self) -> Option<Transmit> {
-        if self.close_sent {
+    /// Fills `dst` with the bytes to write next, framing more of the queue
+    /// while the staged bytes fit `dst` and stay under [`STAGE_MAX`]; returns
+    /// how many slices it filled.
+    pub(crate) fn poll_transmit<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
+        // A staged transmit takes at most two slices, and `small` one.
+        while self.staged_bytes < STAGE_MAX
+            && 2 * self.staged.len() + usize::from(!self.small.is_empty()) < dst.len()
+            && let Some(transmit) = self.frame_next()
+        {
+            self.stage(transmit);
+        }
+        let mut n = 0;
+        for transmit in &self.staged {
+            if n == dst.len() {
+                return n;
+            }
+            n += transmit.slices(&mut dst[n..]);
+        }
+        if !self.small.is_empty() && n < dst.len() {
+            dst[n] = IoSlice::new(&self.small);
+            n += 1;
+        }
+        n
+    }
+
+    /// Takes `n` written bytes off the front of what
+    /// [`poll_transmit`](Self::poll_transmit) offered.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is more than it offered.
+    pub(crate) fn advance(&mut self, mut n: usize) {
+        assert!(
+            n <= self.staged_bytes,
+            "{n} bytes written, {} were offered",
+            self.staged_bytes
+        );
+        self.staged_bytes -= n;
+        while n > 0
+            && let Some(front) = self.staged.front_mut()
+        {
+            let taken = n.min(front.remaining());
+            front.advance(taken);
+            n -= taken;
+            if front.remaining() == 0 {
+                self.staged.pop_front();
+            }
+        }
+        if n > 0 {
+            self.small.advance(n);
+        }
+        if self.staged_bytes == 0 {
+            // An idle connection keeps no buffer.
+            self.small = BytesMut::new();
+        }
+    }
+
+    fn stage(&mut self, transmit: Transmit) {
+        let len = transmit.remaining();
+        if len == 0 {
+            return;
+        }
+        self.staged_bytes += len;
+        if len <= COPY_MAX {
+            if self.small.capacity() == 0 {
+                // One allocation for a burst, not a growth per frame.
+                self.small.reserve(8 * COPY_MAX);
+            }
+            self.small.extend_from_slice(transmit.header());
+            self.small.extend_from_slice(&transmit.payload);
+            return;
+        }
+        if !self.small.is_empty() {
+            let small = Transmit::raw(self.small.split().freeze());
+            self.staged.push_back(small);
+        }
+        self.staged.push_back(transmit);
+    }
+
+    /// Frames the next transmit in protocol order.
+    fn frame_next(&mut self) -> Option<Transmit> {
+        if self.close_framed {
             return None;
         }
         if let Some(bytes) = self.handshake.take() {
-            self.buffered -= bytes.len();
+            self.queued -= bytes.len();
             return Some(Transmit::raw(bytes));
         }
         if let Some(payload) = self.pings.pop_front() {
@@ -386,12 +324,12 @@ impl Outbox {
             return Some(self.frame(opcode, fin, payload));
         }
         let payload = self.close.take()?;
-        self.close_sent = true;
+        self.close_framed = true;
         Some(self.frame(Opcode::Close, true, payload))
     }
 
     fn frame(&mut self, opcode: Opcode, fin: bool, payload: Bytes) -> Transmit {
-        self.buffered -= payload.len();
+        self.queued -= payload.len();
         let mask = match self.role {
             Role::Client => Some(self.rng.mask_key()),
             Role::Server => None,
@@ -434,79 +372,126 @@ fn masked(payload: Bytes, key: [u8; 4]) -> Bytes {
 
 #[cfg(test)]
 mod tests {
-    use std::io::IoSlice;
-
     use super::*;
 
-    fn frame(payload: impl Into<Bytes>) -> Transmit {
-        let payload = payload.into();
-        let header = Header {
-            fin: true,
-            rsv: 0,
-            opcode: Opcode::Binary,
-            mask: None,
-            payload_len: payload.len() as u64,
-        };
-        Transmit {
-            header: header.encode(),
-            header_pos: 0,
-            payload,
+    fn server() -> Outbox {
+        Outbox::new(Role::Server, SplitMix64::new(0), None)
+    }
+
+    /// What one `poll_transmit` offers, slice by slice.
+    fn offered(outbox: &mut Outbox, room: usize) -> Vec<Vec<u8>> {
+        let mut slices = vec![IoSlice::new(&[]); room];
+        let n = outbox.poll_transmit(&mut slices);
+        slices[..n].iter().map(|s| s.to_vec()).collect()
+    }
+
+    /// Writes everything, in writes of at most `size` bytes.
+    fn written(outbox: &mut Outbox, size: usize) -> Vec<u8> {
+        let mut wire = Vec::new();
+        loop {
+            let parts = offered(outbox, 8);
+            if parts.is_empty() {
+                return wire;
+            }
+            let all = parts.concat();
+            let n = all.len().min(size);
+            wire.extend_from_slice(&all[..n]);
+            outbox.advance(n);
         }
     }
 
     #[test]
-    fn a_queue_gathers_large_frames_as_header_and_payload_in_order() {
-        let mut queue = TransmitQueue::default();
-        queue.push(frame(vec![b'a'; 600]));
-        queue.push(Transmit::raw(Bytes::new())); // nothing to write: not queued
-        queue.push(frame(vec![b'b'; 700]));
-        assert_eq!((queue.slices(), queue.remaining()), (4, 4 + 600 + 4 + 700));
-
-        let mut one = [IoSlice::new(&[]); 1];
-        assert_eq!(queue.chunks_vectored(&mut one), 1);
-        assert_eq!(&*one[0], &[0x82, 126, 2, 88]);
-        let mut three = [IoSlice::new(&[]); 3];
-        assert_eq!(queue.chunks_vectored(&mut three), 3);
-        assert_eq!(three[1].len(), 600, "the first payload, not copied");
+    fn large_frames_are_offered_as_header_and_payload_in_order() {
+        let mut outbox = server();
+        outbox.push_message(Message::binary(vec![b'a'; 600]));
+        outbox.push_message(Message::binary(vec![b'b'; 700]));
+        assert_eq!(outbox.buffered(), 1300);
+        let parts = offered(&mut outbox, 8);
+        assert_eq!(parts.len(), 4);
+        assert_eq!(parts[0], [0x82, 126, 2, 88]);
+        assert_eq!(parts[1].len(), 600, "the first payload, not copied");
+        assert_eq!(parts[2], [0x82, 126, 2, 188]);
         assert_eq!(
-            &*three[2],
-            &[0x82, 126, 2, 188],
-            "the second header, without its payload"
+            outbox.buffered(),
+            4 + 600 + 4 + 700,
+            "headers count once framed"
         );
 
         // A write that ends inside the second frame's header.
-        queue.advance(4 + 600 + 3);
-        assert_eq!(
-            (queue.slices(), queue.remaining(), queue.chunk()),
-            (2, 701, &[188][..])
-        );
-        queue.advance(701);
-        assert!(queue.is_empty() && queue.chunk().is_empty());
+        outbox.advance(4 + 600 + 3);
+        assert_eq!(offered(&mut outbox, 8)[0], [188]);
+        outbox.advance(701);
+        assert!(outbox.is_empty() && offered(&mut outbox, 8).is_empty());
     }
 
     #[test]
     fn small_frames_in_a_row_are_copied_into_one_slice_in_order() {
-        let mut queue = TransmitQueue::default();
-        queue.push(frame(&b"abc"[..]));
-        queue.push(frame(&b"de"[..]));
-        queue.push(frame(vec![b'x'; 600]));
-        queue.push(frame(&b"f"[..]));
-        assert_eq!(queue.slices(), 4);
-        let mut slices = [IoSlice::new(&[]); 8];
-        let used = queue.chunks_vectored(&mut slices);
-        let parts: Vec<&[u8]> = slices[..used].iter().map(|s| &**s).collect();
+        let mut outbox = server();
+        for payload in [&b"abc"[..], b"de", &[b'x'; 600], b"f"] {
+            outbox.push_message(Message::binary(payload.to_vec()));
+        }
+        let parts = offered(&mut outbox, 8);
         assert_eq!(parts.len(), 4, "{parts:?}");
         assert_eq!(parts[0], b"\x82\x03abc\x82\x02de");
-        assert_eq!(parts[2], &[b'x'; 600][..]);
+        assert_eq!(parts[2], [b'x'; 600]);
         assert_eq!(parts[3], b"\x82\x01f");
 
         // Partial writes go through the copied slices too.
-        queue.advance(3);
-        assert_eq!(queue.chunk(), b"bc\x82\x02de");
-        queue.advance(6 + 4 + 600 + 1);
-        assert_eq!((queue.chunk(), queue.remaining()), (&b"\x01f"[..], 2));
-        queue.advance(2);
-        assert!(queue.is_empty());
-        assert_eq!(queue.small.capacity(), 0, "an idle queue keeps no buffer");
+        outbox.advance(3);
+        assert_eq!(offered(&mut outbox, 8)[0], b"bc\x82\x02de");
+        outbox.advance(6 + 4 + 600 + 1);
+        assert_eq!(offered(&mut outbox, 8), [b"\x01f".to_vec()]);
+        outbox.advance(2);
+        assert!(outbox.is_empty());
+        assert_eq!(outbox.small.capacity(), 0, "an idle outbox keeps no buffer");
+    }
+
+    #[test]
+    fn only_what_fits_the_offered_slices_is_framed_so_control_frames_overtake_the_rest() {
+        let mut outbox = server();
+        for _ in 0..3 {
+            outbox.push_message(Message::binary(vec![0; 1000]));
+        }
+        // Room for one frame's two slices: one frame is framed.
+        assert_eq!(offered(&mut outbox, 2).len(), 2);
+        outbox.push_pong(Bytes::from_static(b"p"));
+        let wire = written(&mut outbox, usize::MAX);
+        let pong = [0x8a, 1, b'p'];
+        let at = wire.windows(3).position(|w| w == pong).expect("the pong");
+        assert_eq!(at, 4 + 1000, "the pong goes right after the staged frame");
+        assert_eq!(wire.len(), 3 * (4 + 1000) + 3);
+    }
+
+    #[test]
+    fn staging_stops_at_its_byte_limit() {
+        let mut outbox = server();
+        for _ in 0..4 {
+            outbox.push_message(Message::binary(vec![0; STAGE_MAX / 2]));
+        }
+        assert_eq!(offered(&mut outbox, 64).len(), 4, "two frames");
+        assert_eq!(written(&mut outbox, 4096).len(), 4 * (10 + STAGE_MAX / 2));
+    }
+
+    #[test]
+    fn the_reply_to_a_close_drops_what_is_not_staged_and_nothing_follows_it() {
+        let mut outbox = server();
+        outbox.push_message(Message::binary(vec![0; 1000]));
+        outbox.push_message(Message::binary(vec![1; 1000]));
+        assert_eq!(offered(&mut outbox, 2).len(), 2);
+        outbox.close_now(Bytes::from_static(&[3, 232]));
+        let wire = written(&mut outbox, 100);
+        assert_eq!(wire.len(), 4 + 1000 + 4);
+        assert_eq!(wire[1004..], [0x88, 2, 3, 232]);
+        assert!(outbox.is_empty());
+    }
+
+    #[test]
+    fn an_empty_close_frame_still_counts_as_waiting() {
+        let mut outbox = server();
+        outbox.push_close(Bytes::new());
+        assert_eq!(outbox.buffered(), 0);
+        assert!(!outbox.is_empty());
+        assert_eq!(written(&mut outbox, 1), [0x88, 0]);
+        assert!(outbox.is_empty());
     }
 }

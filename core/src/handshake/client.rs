@@ -13,17 +13,18 @@ use crate::error::{ResponseError, UsageError};
 /// ```
 /// use sockeye_core::ClientRequest;
 ///
-/// let request = ClientRequest::new("example.com", 8080, "/chat?room=1")
+/// let request = ClientRequest::from_url("ws://example.com:8080/chat?room=1")?
 ///     .protocol("chat.v2")
 ///     .header("Authorization", "Bearer t0k3n");
-/// # let _ = request;
+/// assert_eq!((request.host(), request.port()), ("example.com", 8080));
+/// # Ok::<(), sockeye_core::UsageError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientRequest {
     host: String,
     port: u16,
     resource: String,
-    default_port: u16,
+    secure: bool,
     protocols: Vec<String>,
     headers: Vec<Header>,
 }
@@ -36,16 +37,106 @@ impl ClientRequest {
             host: host.into(),
             port,
             resource: resource.into(),
-            default_port: 80,
+            secure: false,
             protocols: Vec::new(),
             headers: Vec::new(),
         }
     }
 
+    /// A request for a `ws://` or `wss://` URL (RFC 6455 §3):
+    /// `ws://host[:port][/path][?query]`, with the port 80 or 443 by default
+    /// and IPv6 addresses in brackets. A URL with a fragment or credentials
+    /// is refused, with the reason.
+    ///
+    /// ```
+    /// use sockeye_core::{ClientRequest, UsageError};
+    /// let request = ClientRequest::from_url("wss://[::1]/agent?session=42")?;
+    /// assert_eq!((request.host(), request.port(), request.is_secure()), ("::1", 443, true));
+    /// assert_eq!(request.resource(), "/agent?session=42");
+    ///
+    /// let error = ClientRequest::from_url("http://example.com/").unwrap_err();
+    /// assert_eq!(
+    ///     error.to_string(),
+    ///     "invalid WebSocket URL \"http://example.com/\": the scheme must be ws:// or wss://",
+    /// );
+    /// # Ok::<(), UsageError>(())
+    /// ```
+    pub fn from_url(url: &str) -> Result<Self, UsageError> {
+        let invalid = |reason| UsageError::InvalidUrl {
+            url: url.to_owned(),
+            reason,
+        };
+        let (secure, rest) = if let Some(rest) = url.strip_prefix("ws://") {
+            (false, rest)
+        } else if let Some(rest) = url.strip_prefix("wss://") {
+            (true, rest)
+        } else {
+            return Err(invalid("the scheme must be ws:// or wss://"));
+        };
+        if rest.contains('#') {
+            return Err(invalid("a WebSocket URL has no fragment"));
+        }
+        let split = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, resource) = rest.split_at(split);
+        let resource = match resource {
+            "" => "/".to_owned(),
+            r if r.starts_with('?') => format!("/{r}"),
+            r => r.to_owned(),
+        };
+        if authority.contains('@') {
+            return Err(invalid(
+                "credentials in the URL are not supported; use a header",
+            ));
+        }
+        let default_port = if secure { 443 } else { 80 };
+        let parse_port = |port: &str| {
+            port.parse()
+                .map_err(|_| invalid("the port must be a number from 0 to 65535"))
+        };
+        let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+            let (host, after) = bracketed
+                .split_once(']')
+                .ok_or_else(|| invalid("unterminated IPv6 address"))?;
+            match after {
+                "" => (host, default_port),
+                p => (host, parse_port(p.strip_prefix(':').unwrap_or("x"))?),
+            }
+        } else {
+            match authority.rsplit_once(':') {
+                Some((host, port)) => (host, parse_port(port)?),
+                None => (authority, default_port),
+            }
+        };
+        if host.is_empty() {
+            return Err(invalid("the host is missing"));
+        }
+        Ok(Self::new(host, port, resource).secure(secure))
+    }
+
     /// For `wss://`: the `Host` header leaves out port 443 instead of 80.
     pub fn secure(mut self, secure: bool) -> Self {
-        self.default_port = if secure { 443 } else { 80 };
+        self.secure = secure;
         self
+    }
+
+    /// The host to connect to: a name, or an address (IPv6 without brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port to connect to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The path and query asked for.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// Whether the connection is to run over TLS (`wss://`).
+    pub fn is_secure(&self) -> bool {
+        self.secure
     }
 
     /// Offers a subprotocol. Offer them in order of preference.
@@ -91,7 +182,8 @@ impl ClientRequest {
         } else {
             out.put_slice(self.host.as_bytes());
         }
-        if self.port != self.default_port {
+        let default_port = if self.secure { 443 } else { 80 };
+        if self.port != default_port {
             out.put_slice(format!(":{}", self.port).as_bytes());
         }
         out.put_slice(b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ");
@@ -210,5 +302,52 @@ impl ClientHandshake {
             }
         }
         Ok(protocol)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_give_host_port_and_resource() {
+        let parts = |url| {
+            let r = ClientRequest::from_url(url).unwrap();
+            (r.host.clone(), r.port, r.resource.clone(), r.secure)
+        };
+        assert_eq!(
+            parts("ws://example.com:8080/chat?room=1"),
+            ("example.com".into(), 8080, "/chat?room=1".into(), false)
+        );
+        assert_eq!(
+            parts("wss://example.com"),
+            ("example.com".into(), 443, "/".into(), true)
+        );
+        assert_eq!(
+            parts("ws://[::1]:9001?x=1"),
+            ("::1".into(), 9001, "/?x=1".into(), false)
+        );
+        assert_eq!(parts("ws://[::1]").1, 80);
+    }
+
+    #[test]
+    fn bad_urls_say_what_is_wrong() {
+        for (url, reason) in [
+            ("http://x/", "the scheme must be ws:// or wss://"),
+            ("ws://x/#frag", "a WebSocket URL has no fragment"),
+            ("ws://:80/", "the host is missing"),
+            ("ws://x:99999/", "the port must be a number from 0 to 65535"),
+            (
+                "ws://u:p@x/",
+                "credentials in the URL are not supported; use a header",
+            ),
+            ("ws://[::1/", "unterminated IPv6 address"),
+            ("ws://[::1]x/", "the port must be a number from 0 to 65535"),
+        ] {
+            match ClientRequest::from_url(url) {
+                Err(UsageError::InvalidUrl { reason: got, .. }) => assert_eq!(got, reason, "{url}"),
+                other => panic!("{url}: {other:?}"),
+            }
+        }
     }
 }

@@ -7,12 +7,37 @@ mod server;
 
 pub use client::ClientRequest;
 pub(crate) use client::{ClientHandshake, ResponseOutcome};
-pub use server::{Accept, Request, Response};
+pub use server::{Request, Response};
 pub(crate) use server::{RequestOutcome, parse_request};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sha1::{Digest, Sha1};
+
+/// What the two ends agreed in the upgrade: the subprotocol, and the
+/// headers that came with the 101 response.
+///
+/// A server passes it to [`accept`](crate::Connection::accept) (the headers
+/// are extra ones for its 101 response), and both ends get it back in
+/// [`Event::Open`](crate::Event::Open): the server what it accepted with,
+/// the client what the server's response said (every header of it).
+///
+/// ```
+/// use sockeye_core::{Handshake, Header};
+/// let accept = Handshake {
+///     protocol: Some("chat.v2".into()),
+///     headers: vec![Header::new("X-Session", "abc")],
+/// };
+/// # let _ = accept;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Handshake {
+    /// The subprotocol in use, if one was chosen: one the client offered.
+    pub protocol: Option<String>,
+    /// Server: extra headers for the 101 response. Client: the headers of
+    /// the server's 101 response.
+    pub headers: Vec<Header>,
+}
 
 /// One HTTP header line.
 ///

@@ -3,8 +3,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{
-    Extension, Header, accept_key, has_token, header_is_writable, header_values, is_token,
-    key_is_valid, reason_phrase, single_header, split_list,
+    Extension, Handshake, Header, accept_key, has_token, header_is_writable, header_values,
+    is_token, key_is_valid, reason_phrase, single_header, split_list,
 };
 use crate::error::{RequestError, UsageError};
 
@@ -40,24 +40,6 @@ impl Request {
     pub fn origin(&self) -> Option<&str> {
         self.header("origin")
     }
-}
-
-/// The server's decision to accept an upgrade request.
-///
-/// ```
-/// use sockeye_core::{Accept, Header};
-/// let accept = Accept {
-///     protocol: Some("chat.v2".into()),
-///     headers: vec![Header::new("X-Session", "abc")],
-/// };
-/// # let _ = accept;
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Accept {
-    /// The subprotocol to use: one the client offered.
-    pub protocol: Option<String>,
-    /// Extra headers for the 101 response.
-    pub headers: Vec<Header>,
 }
 
 /// A plain HTTP response: a rejection of an upgrade request, or the answer
@@ -99,6 +81,22 @@ impl Response {
         self
     }
 
+    /// `426 Upgrade Required`: the answer of a WebSocket-only endpoint to a
+    /// plain HTTP request (RFC 9110 §15.5.22), naming the protocol and the
+    /// version it speaks.
+    ///
+    /// ```
+    /// use sockeye_core::Response;
+    /// let response = Response::upgrade_required();
+    /// assert_eq!(response.status, 426);
+    /// assert!(response.headers.iter().any(|h| h.name == "Upgrade" && h.value == b"websocket"));
+    /// ```
+    pub fn upgrade_required() -> Self {
+        Response::new(426, "this endpoint speaks WebSocket\n")
+            .with_header("Upgrade", "websocket")
+            .with_header("Sec-WebSocket-Version", "13")
+    }
+
     /// The response that refuses a request for `error`.
     pub(crate) fn for_error(error: &RequestError) -> Self {
         let response = Response::new(error.status(), error.to_string());
@@ -137,7 +135,7 @@ impl Response {
     }
 }
 
-impl Accept {
+impl Handshake {
     /// The 101 response for a request whose key gave `accept`.
     pub(crate) fn encode(&self, accept: &str, offered: &[String]) -> Result<Bytes, UsageError> {
         if let Some(protocol) = &self.protocol
