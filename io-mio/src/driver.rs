@@ -2,23 +2,22 @@
 //! readiness events and one heap of deadlines.
 
 use std::collections::VecDeque;
-use std::hash::{BuildHasher, RandomState};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 use socket2::SockRef;
 use sockeye_core::{
-    Accept, ClientRequest, CloseCode, Closed, Config, Connection, Message, Response, TransmitQueue,
-    UsageError,
+    ClientRequest, CloseCode, Config, Connection, Event, Handshake, Message, Response, State,
+    TransportAction, UsageError,
 };
 
 use crate::timers::Timers;
-use crate::{ConnectionId, CoreEvent, Error, Event};
+use crate::{ConnectionId, Error};
 
 /// Bytes per read, into one buffer the driver shares between its
 /// connections: the core copies what it keeps, so an idle connection holds
@@ -27,9 +26,8 @@ const READ_CHUNK: usize = 256 * 1024;
 /// Bytes one connection may read before the others get their turn, unless
 /// [`Driver::with_read_budget`] says otherwise.
 const READ_BUDGET: usize = 4 * READ_CHUNK;
-/// Most `IoSlice`s per vectored write. Transmits are taken from the core
-/// only as far as one write can take them: the rest stay in the core, where
-/// a pong or a close reply can still overtake queued data.
+/// `IoSlice`s offered to the core per vectored write: a header and a
+/// payload per frame.
 const MAX_SLICES: usize = 64;
 
 /// WebSocket connections, server and client, inside an event loop the caller
@@ -60,7 +58,7 @@ const MAX_SLICES: usize = 64;
 /// use std::time::Instant;
 /// use mio::net::{TcpListener, TcpStream};
 /// use mio::{Events, Poll};
-/// use sockeye_mio::{Accept, ClientRequest, CloseCode, CoreEvent, Driver, Event, Message, Config};
+/// use sockeye_mio::{ClientRequest, CloseCode, Config, Driver, Event, Handshake, Message};
 ///
 /// let mut poll = Poll::new()?;
 /// let mut driver = Driver::new(poll.registry(), 0..1024, Config::default())?;
@@ -81,18 +79,18 @@ const MAX_SLICES: usize = 64;
 ///     driver.handle_timeouts(now);
 ///     while let Some((id, event)) = driver.poll_event(now) {
 ///         match event {
-///             Event::Core(CoreEvent::Request(_)) => driver.accept(id, Accept::default())?,
-///             Event::Core(CoreEvent::Open(_)) if id == client => {
+///             Event::Request(_) => driver.accept(id, now, Handshake::default())?,
+///             Event::Open(_) if id == client => {
 ///                 driver.send(id, now, Message::text("hello"))?;
 ///             }
-///             Event::Core(CoreEvent::Message(message)) if id == client => {
+///             Event::Message(message) if id == client => {
 ///                 reply = Some(message);
 ///                 driver.close(id, now, CloseCode::NORMAL, "done")?;
 ///             }
-///             Event::Core(CoreEvent::Message(message)) => {
+///             Event::Message(message) => {
 ///                 driver.send(id, now, message)?;
 ///             }
-///             Event::Core(CoreEvent::Closed(how)) => {
+///             Event::Closed(how) => {
 ///                 assert!(how.clean);
 ///                 closed += 1;
 ///             }
@@ -132,12 +130,10 @@ const MAX_SLICES: usize = 64;
 pub struct Driver {
     registry: Registry,
     tokens: Range<usize>,
-    /// Every connection's settings; `close_timeout` also bounds how long a
-    /// closed connection may take to write its last bytes, and to linger
-    /// after a protocol failure. Above `write_buffer_high_water` queued
-    /// bytes, [`Driver::send`] returns `false`, the driver stops reading
-    /// from the peer, and [`Event::Drained`] follows once the queue is back
-    /// at or below it.
+    /// Every connection's settings. Above `write_buffer_high_water` bytes
+    /// waiting, [`Driver::send`] returns `false`, the driver stops reading
+    /// from the peer, and [`Event::Drained`] follows once the core has
+    /// written its way back to the mark.
     config: Config,
     slots: Vec<Slot>,
     free: Vec<usize>,
@@ -180,28 +176,9 @@ impl Kind {
     }
 }
 
-/// How far a connection has got with its transport.
-#[derive(Debug, Clone, Copy)]
-enum Phase {
-    /// The core runs the show.
-    Active,
-    /// The core has closed: write what is left, then shut down, then
-    /// linger if the peer broke the protocol.
-    Finishing { until: Instant, linger: bool },
-    /// Read and drop input until the peer closes its side, so that closing
-    /// the socket with unread input does not reset the connection under
-    /// our close frame (the tokio driver does the same).
-    Lingering { until: Instant },
-    /// The transport failed: tell the application, then free it.
-    Dead,
-}
-
 struct Conn {
     stream: TcpStream,
     core: Connection,
-    /// Transmits taken from the core and not yet fully written.
-    out: TransmitQueue,
-    phase: Phase,
     /// Readiness not used up yet: mio is edge-triggered, so it reports a
     /// socket readable once, and the driver reads until the kernel says
     /// there is no more.
@@ -209,6 +186,7 @@ struct Conn {
     /// The peer closed its side or the socket has an error: read until the
     /// read itself says so.
     read_closed: bool,
+    /// The read side is done: the peer's end of stream, or an error.
     eof: bool,
     /// A write hit `WouldBlock`: wait for a writable event.
     write_blocked: bool,
@@ -216,12 +194,8 @@ struct Conn {
     /// write is blocked, so a connection with nothing to send costs no
     /// wake-ups.
     write_interest: bool,
-    /// `send` returned `false`: an [`Event::Drained`] is owed.
-    owes_drained: bool,
     /// In `ready` or `later`.
     queued: bool,
-    /// The transport failed and the application has had its `Closed`.
-    closed_reported: bool,
     /// The deadline of this connection's live timer entry.
     armed: Option<Instant>,
 }
@@ -240,7 +214,6 @@ enum Step {
 
 /// What a connection needs from the driver while it is driven.
 struct Ctx<'a> {
-    config: &'a Config,
     read_buf: &'a mut [u8],
     budget: &'a mut usize,
     now: Instant,
@@ -301,8 +274,8 @@ impl Driver {
     }
 
     /// Accepts WebSocket connections on `listener`; each comes out of
-    /// [`poll_event`](Self::poll_event) as a [`CoreEvent::Request`] (or
-    /// [`CoreEvent::HttpRequest`]). When the token range is full, new
+    /// [`poll_event`](Self::poll_event) as a [`Event::Request`] (or
+    /// [`Event::HttpRequest`]). When the token range is full, new
     /// connections are closed at once.
     ///
     /// ```
@@ -320,13 +293,12 @@ impl Driver {
 
     /// Starts a client connection over `stream` (usually just made with
     /// `mio::net::TcpStream::connect`, still connecting). The upgrade
-    /// request goes out once the stream is connected; [`CoreEvent::Open`]
-    /// follows the server's 101, or [`CoreEvent::Closed`] a refusal (its error
+    /// request goes out once the stream is connected; [`Event::Open`]
+    /// follows the server's 101, or [`Event::Closed`] a refusal (its error
     /// carries the status, headers and body).
     ///
-    /// The masking keys are seeded from the standard library's per-process
-    /// random hash keys, so they are unpredictable to the peer as RFC 6455
-    /// §10.3 requires.
+    /// The masking keys are seeded from the OS, as in every driver, so they
+    /// are unpredictable to the page scripts RFC 6455 §10.3 defends against.
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -349,9 +321,7 @@ impl Driver {
         now: Instant,
     ) -> Result<ConnectionId, Error> {
         stream.set_nodelay(true)?;
-        // SipHash under the process's secret random keys: unpredictable
-        // without a dependency on an OS randomness crate.
-        let seed = RandomState::new().hash_one(now);
+        let seed = getrandom::u64().map_err(|e| io::Error::other(e.to_string()))?;
         let core = Connection::client(request, self.config.clone(), seed, now)?;
         let mut conn = Conn::new(stream, core);
         // The request waits in `out` until the connection is established,
@@ -403,11 +373,9 @@ impl Driver {
                 continue;
             }
             conn.armed = None;
-            if let Phase::Active = conn.phase {
-                // It may be early (the deadline moved later since it was
-                // armed); the core ignores that, and the step re-arms.
-                conn.core.handle_timeout(now);
-            }
+            // It may be early (the deadline moved later since it was
+            // armed); the core ignores that, and the step re-arms.
+            conn.core.handle_timeout(now);
             self.wake(entry.index);
         }
     }
@@ -468,24 +436,30 @@ impl Driver {
         None
     }
 
-    /// Server: accepts the upgrade request of [`CoreEvent::Request`]. The 101
-    /// response is queued, and [`CoreEvent::Open`] follows.
-    pub fn accept(&mut self, id: ConnectionId, accept: Accept) -> Result<(), Error> {
-        self.conn_mut(id)?.core.accept(accept)?;
+    /// Server: accepts the upgrade request of [`Event::Request`]. The 101
+    /// response is queued, and [`Event::Open`] follows. The heartbeat starts
+    /// at `now`.
+    pub fn accept(
+        &mut self,
+        id: ConnectionId,
+        now: Instant,
+        handshake: Handshake,
+    ) -> Result<(), Error> {
+        self.conn_mut(id)?.core.accept(now, handshake)?;
         self.wake(id.index);
         Ok(())
     }
 
-    /// Server: answers the request of [`CoreEvent::Request`] or
-    /// [`CoreEvent::HttpRequest`] with a plain HTTP response (a refusal, or a
+    /// Server: answers the request of [`Event::Request`] or
+    /// [`Event::HttpRequest`] with a plain HTTP response (a refusal, or a
     /// health check's answer). The transport closes once it is written;
-    /// [`CoreEvent::Closed`] follows.
+    /// [`Event::Closed`] follows.
     ///
     /// A server that refuses every path but `/chat`, and a client that asks
     /// for another:
     ///
     /// ```
-    /// use sockeye_mio::{ClientRequest, Config, CoreEvent, Driver, Event, Response};
+    /// use sockeye_mio::{ClientRequest, Config, Driver, Event, Response};
     /// # use std::time::Instant;
     /// # use mio::net::{TcpListener, TcpStream};
     /// # use mio::{Events, Poll};
@@ -507,10 +481,10 @@ impl Driver {
     ///     driver.handle_timeouts(now);
     ///     while let Some((id, event)) = driver.poll_event(now) {
     ///         match event {
-    ///             Event::Core(CoreEvent::Request(request)) if request.path != "/chat" => {
-    ///                 driver.respond(id, Response::new(403, "no such room"))?;
+    ///             Event::Request(request) if request.path != "/chat" => {
+    ///                 driver.respond(id, now, Response::new(403, "no such room"))?;
     ///             }
-    ///             Event::Core(CoreEvent::Closed(how)) if id == client => refused = Some(how),
+    ///             Event::Closed(how) if id == client => refused = Some(how),
     ///             _ => {}
     ///         }
     ///     }
@@ -519,8 +493,13 @@ impl Driver {
     /// assert_eq!(error.to_string(), "server refused the upgrade with 403 Forbidden");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn respond(&mut self, id: ConnectionId, response: Response) -> Result<(), Error> {
-        self.conn_mut(id)?.core.respond(response)?;
+    pub fn respond(
+        &mut self,
+        id: ConnectionId,
+        now: Instant,
+        response: Response,
+    ) -> Result<(), Error> {
+        self.conn_mut(id)?.core.respond(now, response)?;
         self.wake(id.index);
         Ok(())
     }
@@ -537,21 +516,19 @@ impl Driver {
         now: Instant,
         message: Message,
     ) -> Result<bool, Error> {
-        let high_water = self.config.write_buffer_high_water;
         let conn = self.conn_mut(id)?;
         conn.core.send(now, message).map_err(closing_is_closed)?;
-        let below = conn.buffered() <= high_water;
-        conn.owes_drained |= !below;
+        let below = !conn.core.is_backpressured();
         self.wake(id.index);
         Ok(below)
     }
 
     /// Queues a ping with up to 125 bytes of payload. The heartbeat pings on
     /// its own (see [`Config::ping_interval`]); this is for an application
-    /// that probes the peer itself. [`CoreEvent::Pong`] brings the answer.
+    /// that probes the peer itself. [`Event::Pong`] brings the answer.
     ///
     /// ```
-    /// use sockeye_mio::{Accept, ClientRequest, Config, CoreEvent, Driver, Event};
+    /// use sockeye_mio::{ClientRequest, Config, Driver, Event, Handshake};
     /// # use std::time::Instant;
     /// # use mio::net::{TcpListener, TcpStream};
     /// # use mio::{Events, Poll};
@@ -573,11 +550,11 @@ impl Driver {
     ///     driver.handle_timeouts(now);
     ///     while let Some((id, event)) = driver.poll_event(now) {
     ///         match event {
-    ///             Event::Core(CoreEvent::Request(_)) => driver.accept(id, Accept::default())?,
-    ///             Event::Core(CoreEvent::Open(_)) if id == client => {
-    ///                 driver.ping(id, "are you there?".into())?;
+    ///             Event::Request(_) => driver.accept(id, now, Handshake::default())?,
+    ///             Event::Open(_) if id == client => {
+    ///                 driver.ping(id, now, "are you there?".into())?;
     ///             }
-    ///             Event::Core(CoreEvent::Pong(payload)) if id == client => answer = Some(payload),
+    ///             Event::Pong(payload) if id == client => answer = Some(payload),
     ///             _ => {}
     ///         }
     ///     }
@@ -585,17 +562,17 @@ impl Driver {
     /// assert_eq!(answer.unwrap(), "are you there?");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn ping(&mut self, id: ConnectionId, payload: Bytes) -> Result<(), Error> {
+    pub fn ping(&mut self, id: ConnectionId, now: Instant, payload: Bytes) -> Result<(), Error> {
         self.conn_mut(id)?
             .core
-            .ping(payload)
+            .ping(now, payload)
             .map_err(closing_is_closed)?;
         self.wake(id.index);
         Ok(())
     }
 
     /// Starts the close handshake: the close frame goes out after the
-    /// messages queued before it. [`CoreEvent::Closed`] follows when the
+    /// messages queued before it. [`Event::Closed`] follows when the
     /// handshake completes or the close timeout passes.
     pub fn close(
         &mut self,
@@ -635,7 +612,7 @@ impl Driver {
             Some(Slot {
                 generation,
                 kind: Kind::Conn(conn),
-            }) if *generation == id.generation => Ok(conn.buffered()),
+            }) if *generation == id.generation => Ok(conn.core.buffered_amount()),
             _ => Err(Error::Closed),
         }
     }
@@ -655,7 +632,7 @@ impl Driver {
             Some(Slot {
                 generation,
                 kind: Kind::Conn(conn),
-            }) if *generation == id.generation && matches!(conn.phase, Phase::Active) => Ok(conn),
+            }) if *generation == id.generation && conn.core.state() != State::Closed => Ok(conn),
             _ => Err(Error::Closed),
         }
     }
@@ -748,7 +725,6 @@ impl Driver {
             return Step::Idle;
         };
         let mut ctx = Ctx {
-            config: &self.config,
             read_buf: &mut self.read_buf,
             budget: &mut self.budget,
             now,
@@ -763,7 +739,10 @@ impl Driver {
                     Interest::READABLE
                 };
                 if let Err(error) = self.registry.reregister(&mut conn.stream, token, interest) {
-                    return conn.fail(error);
+                    // The core ends the connection; the next step reports it.
+                    conn.fail(now, error);
+                    conn.write_blocked = false;
+                    return conn.drive(&mut ctx);
                 }
                 conn.write_interest = want;
             }
@@ -819,169 +798,112 @@ impl Conn {
         Self {
             stream,
             core,
-            out: TransmitQueue::default(),
-            phase: Phase::Active,
             readable: false,
             read_closed: false,
             eof: false,
             write_blocked: false,
             write_interest: false,
-            owes_drained: false,
             queued: false,
-            closed_reported: false,
             armed: None,
         }
     }
 
-    /// Bytes waiting to be written, here and in the core.
-    fn buffered(&self) -> usize {
-        self.out.remaining() + self.core.buffered_amount()
-    }
-
     fn deadline(&self) -> Option<Instant> {
-        match self.phase {
-            Phase::Active => self.core.poll_timeout(),
-            Phase::Finishing { until, .. } | Phase::Lingering { until } => Some(until),
-            Phase::Dead => None,
-        }
+        self.core.poll_timeout()
     }
 
+    /// Drives the connection as the core's contract says: its next event,
+    /// else the writes it offers and what it says of the transport, else
+    /// a read. The driver has no teardown policy of its own: after
+    /// `Closed` it keeps writing and reading (the core discards the input)
+    /// until the core says to close.
     fn drive(&mut self, ctx: &mut Ctx<'_>) -> Step {
-        let high_water = ctx.config.write_buffer_high_water;
         loop {
-            match self.phase {
-                Phase::Active => {
-                    if let Some(event) = self.core.poll_event() {
-                        if let CoreEvent::Closed(closed) = &event {
-                            self.phase = Phase::Finishing {
-                                until: ctx.now + ctx.config.close_timeout,
-                                linger: matches!(
-                                    closed.error,
-                                    Some(sockeye_core::Error::Protocol(_))
-                                ),
-                            };
-                        }
-                        return Step::Event(Event::Core(event));
+            if let Some(event) = self.core.poll_event() {
+                return Step::Event(event);
+            }
+            // Out of budget with input left, the turn is over, and the
+            // replies wait for the next one. Writing them now would let the
+            // peer send its next message at once: with one message less in
+            // our hands, more of what it keeps in flight waits in the
+            // socket, and a buffer the kernel sized for one message per
+            // turn (see "Receive buffers" on `Driver`) closes the window.
+            if *ctx.budget == 0 && self.readable && !self.eof {
+                return Step::Deferred;
+            }
+            // Everything the application did in reaction to the input so
+            // far goes out before more input is read.
+            self.flush(ctx.now);
+            match self.core.poll_transport() {
+                Some(TransportAction::HalfClose) => {
+                    if let Err(error) = self.stream.shutdown(Shutdown::Write) {
+                        self.core.handle_transport_error(ctx.now, &error);
                     }
-                    // Out of budget with input left, the turn is over, and
-                    // the replies wait for the next one. Writing them now
-                    // would let the peer send its next message at once:
-                    // with one message less in our hands, more of what it
-                    // keeps in flight waits in the socket, and a buffer the
-                    // kernel sized for one message per turn (see "Receive
-                    // buffers" on `Driver`) closes the window.
-                    if *ctx.budget == 0 && self.readable && !self.eof {
-                        return Step::Deferred;
-                    }
-                    // Everything the application did in reaction to the
-                    // input so far goes out before more input is read.
-                    if let Err(error) = self.flush() {
-                        return self.fail(error);
-                    }
-                    if self.owes_drained && self.buffered() <= high_water {
-                        self.owes_drained = false;
-                        return Step::Event(Event::Drained);
-                    }
-                    if !self.readable || self.eof || self.buffered() > high_water {
-                        return Step::Idle;
-                    }
-                    // A large frame's payload goes straight into the core's
-                    // message buffer; the rest through the shared buffer.
-                    let read = match self.core.payload_buffer() {
-                        Some(room) => {
-                            let len = room.len();
-                            read_once(
-                                &self.stream,
-                                &mut self.readable,
-                                self.read_closed,
-                                len,
-                                |s| SockRef::from(s).recv(room),
-                            )
-                            .map(|n| (n, true))
-                        }
-                        None => {
-                            let len = self.core.read_size(ctx.read_buf.len());
-                            self.read(&mut ctx.read_buf[..len]).map(|n| (n, false))
-                        }
-                    };
-                    match read {
-                        Ok((0, _)) => {
-                            self.eof = true;
-                            self.core.handle_eof(ctx.now);
-                        }
-                        Ok((n, direct)) => {
-                            *ctx.budget = ctx.budget.saturating_sub(n);
-                            if direct {
-                                // SAFETY: `recv` wrote the first `n` bytes of
-                                // the room `payload_buffer` offered, and
-                                // nothing touched the core in between.
-                                #[allow(unsafe_code)]
-                                unsafe {
-                                    self.core.handle_payload_read(ctx.now, n)
-                                };
-                            } else {
-                                self.core.handle_input(ctx.now, &ctx.read_buf[..n]);
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(error) => return self.fail(error),
+                    continue;
+                }
+                Some(TransportAction::Close) => return Step::Free,
+                None => {}
+            }
+            // Writing may have brought `Drained`, or a failure `Closed`.
+            if let Some(event) = self.core.poll_event() {
+                return Step::Event(event);
+            }
+            let backpressured =
+                self.core.state() != State::Closed && self.core.is_backpressured();
+            if !self.readable || self.eof || backpressured {
+                return Step::Idle;
+            }
+            // A large frame's payload goes straight into the core's message
+            // buffer; the rest through the shared buffer.
+            let read = match self.core.payload_buffer() {
+                Some(room) => {
+                    let len = room.len();
+                    read_once(
+                        &self.stream,
+                        &mut self.readable,
+                        self.read_closed,
+                        len,
+                        |s| SockRef::from(s).recv(room),
+                    )
+                    .map(|n| (n, true))
+                }
+                None => {
+                    let len = self.core.read_size(ctx.read_buf.len());
+                    self.read(&mut ctx.read_buf[..len]).map(|n| (n, false))
+                }
+            };
+            match read {
+                Ok((0, _)) => {
+                    self.eof = true;
+                    self.core.handle_eof(ctx.now);
+                }
+                Ok((n, direct)) => {
+                    *ctx.budget = ctx.budget.saturating_sub(n);
+                    if direct {
+                        // SAFETY: `recv` wrote the first `n` bytes of the
+                        // room `payload_buffer` offered, and nothing touched
+                        // the core in between.
+                        #[allow(unsafe_code)]
+                        unsafe {
+                            self.core.handle_payload_read(ctx.now, n)
+                        };
+                    } else {
+                        self.core.handle_input(ctx.now, &ctx.read_buf[..n]);
                     }
                 }
-                Phase::Finishing { until, linger } => {
-                    if ctx.now >= until || self.flush().is_err() {
-                        return Step::Free;
-                    }
-                    if !self.out.is_empty() {
-                        return Step::Idle;
-                    }
-                    // The server closes TCP first (RFC 6455 §7.1.1); a
-                    // client gets here after the server has. Failing means
-                    // the peer is gone already, which is the goal.
-                    let _ = self.stream.shutdown(Shutdown::Write);
-                    if !linger || self.eof {
-                        return Step::Free;
-                    }
-                    self.phase = Phase::Lingering {
-                        until: ctx.now + ctx.config.close_timeout,
-                    };
-                }
-                Phase::Lingering { until } => {
-                    if ctx.now >= until {
-                        return Step::Free;
-                    }
-                    while self.readable {
-                        match self.read(ctx.read_buf) {
-                            Ok(0) => return Step::Free,
-                            Ok(_) => {}
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                            Err(_) => return Step::Free,
-                        }
-                    }
-                    return Step::Idle;
-                }
-                Phase::Dead if self.closed_reported => return Step::Free,
-                Phase::Dead => {
-                    self.closed_reported = true;
-                    return Step::Event(Event::Core(CoreEvent::Closed(Box::new(Closed {
-                        code: CloseCode::ABNORMAL,
-                        reason: String::new(),
-                        clean: false,
-                        error: None,
-                    }))));
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => {
+                    self.eof = true;
+                    self.fail(ctx.now, error);
                 }
             }
         }
     }
 
-    /// The transport broke: tell the application, then close the
-    /// connection as the core would have (1006), unless it already has.
-    fn fail(&mut self, error: io::Error) -> Step {
-        if !matches!(self.phase, Phase::Active) {
-            return Step::Free;
-        }
+    /// The transport broke: the core ends the connection (or its teardown).
+    fn fail(&mut self, now: Instant, error: io::Error) {
         tracing::debug!(%error, "transport failed");
-        self.phase = Phase::Dead;
-        Step::Event(Event::Io(error))
+        self.core.handle_transport_error(now, &error);
     }
 
     /// Reads once into `buf`: see [`read_once`].
@@ -995,30 +917,21 @@ impl Conn {
         )
     }
 
-    /// Writes what the core has to send until done or the socket is full,
-    /// with vectored writes (large payloads are never copied), and partial
-    /// writes resume where they stopped.
-    fn flush(&mut self) -> io::Result<()> {
-        loop {
-            while self.out.slices() < MAX_SLICES
-                && let Some(transmit) = self.core.poll_transmit()
-            {
-                self.out.push(transmit);
-            }
-            if self.out.is_empty() || self.write_blocked {
-                return Ok(());
-            }
+    /// Writes what the core offers until it offers nothing or the socket is
+    /// full, with vectored writes (large payloads are never copied).
+    fn flush(&mut self, now: Instant) {
+        while !self.write_blocked {
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-            let used = self.out.chunks_vectored(&mut slices);
+            let used = self.core.poll_transmit(&mut slices);
+            if used == 0 {
+                return;
+            }
             match (&self.stream).write_vectored(&slices[..used]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(written) => self.out.advance(written),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.write_blocked = true;
-                    return Ok(());
-                }
+                Ok(0) => return self.fail(now, io::ErrorKind::WriteZero.into()),
+                Ok(written) => self.core.handle_written(now, written),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.write_blocked = true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(error) => return self.fail(now, error),
             }
         }
     }
@@ -1103,10 +1016,10 @@ mod tests {
             self.driver.handle_timeouts(now);
             while let Some((id, event)) = self.driver.poll_event(now) {
                 match event {
-                    Event::Core(CoreEvent::Request(_)) => {
-                        self.driver.accept(id, Accept::default()).unwrap()
+                    Event::Request(_) => {
+                        self.driver.accept(id, now, Handshake::default()).unwrap()
                     }
-                    Event::Core(CoreEvent::Message(message)) => {
+                    Event::Message(message) => {
                         self.driver.send(id, now, message).unwrap();
                     }
                     _ => {}

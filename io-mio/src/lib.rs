@@ -12,7 +12,7 @@
 //! ```no_run
 //! use std::time::Instant;
 //! use mio::{Events, Poll};
-//! use sockeye_mio::{Accept, CoreEvent, Driver, Event, Config};
+//! use sockeye_mio::{Config, Driver, Event, Handshake};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut poll = Poll::new()?;
@@ -30,8 +30,8 @@
 //!     driver.handle_timeouts(now);
 //!     while let Some((id, event)) = driver.poll_event(now) {
 //!         match event {
-//!             Event::Core(CoreEvent::Request(_)) => driver.accept(id, Accept::default())?,
-//!             Event::Core(CoreEvent::Message(message)) => {
+//!             Event::Request(_) => driver.accept(id, now, Handshake::default())?,
+//!             Event::Message(message) => {
 //!                 driver.send(id, now, message)?;
 //!             }
 //!             _ => {}
@@ -50,16 +50,15 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod connection_id;
 mod driver;
 mod error;
-mod event;
 mod timers;
 
+pub use connection_id::ConnectionId;
 pub use driver::Driver;
 pub use error::Error;
-pub use event::{ConnectionId, Event};
-pub use sockeye_core::Event as CoreEvent;
 pub use sockeye_core::{
-    Accept, ClientRequest, CloseCode, CloseFrame, Closed, Config, Message, Request, Response,
-    Upgraded,
+    ClientRequest, CloseCode, CloseFrame, Closed, Config, Event, Handshake, Message, Request,
+    Response,
 };

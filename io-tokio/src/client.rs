@@ -31,18 +31,11 @@ pub struct Client {
     config: Config,
 }
 
-/// The parts of a `ws://` or `wss://` URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Target {
-    host: String,
-    port: u16,
-    resource: String,
-    secure: bool,
-}
-
 impl Client {
     /// A client for `url` (`ws://host[:port][/path][?query]`, or `wss://`
-    /// with [`connect_on`](Self::connect_on) over a TLS stream).
+    /// with [`connect_on`](Self::connect_on) over a TLS stream). The URL is
+    /// checked when connecting, by
+    /// [`ClientRequest::from_url`](sockeye_core::ClientRequest::from_url).
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -74,9 +67,13 @@ impl Client {
     /// within [`Config::handshake_timeout`](sockeye_core::Config::handshake_timeout)
     /// (an `io::ErrorKind::TimedOut` error if the TCP connect takes longer).
     pub async fn connect(self) -> Result<WebSocket<TcpStream>, Error> {
-        let target = self.target()?;
-        if target.secure {
-            return Err(self.url_error("wss:// needs a TLS stream: use connect_on"));
+        let request = ClientRequest::from_url(&self.url)?;
+        if request.is_secure() {
+            return Err(sockeye_core::UsageError::InvalidUrl {
+                url: self.url,
+                reason: "wss:// needs a TLS stream: use connect_on",
+            }
+            .into());
         }
         // The handshake timeout bounds the TCP connect too: an unreachable
         // host must not hang the caller for the kernel's minutes of SYN
@@ -84,7 +81,7 @@ impl Client {
         let timeout = self.config.handshake_timeout;
         let stream = tokio::time::timeout(
             timeout,
-            TcpStream::connect((target.host.as_str(), target.port)),
+            TcpStream::connect((request.host(), request.port())),
         )
         .await
         .map_err(|_| {
@@ -94,7 +91,7 @@ impl Client {
             )
         })??;
         stream.set_nodelay(true)?;
-        self.handshake(stream, target).await
+        self.handshake(stream, request).await
     }
 
     /// Completes the handshake over a stream the caller connected (TLS, a
@@ -103,17 +100,15 @@ impl Client {
         self,
         stream: S,
     ) -> Result<WebSocket<S>, Error> {
-        let target = self.target()?;
-        self.handshake(stream, target).await
+        let request = ClientRequest::from_url(&self.url)?;
+        self.handshake(stream, request).await
     }
 
     async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         self,
         stream: S,
-        target: Target,
+        mut request: ClientRequest,
     ) -> Result<WebSocket<S>, Error> {
-        let mut request =
-            ClientRequest::new(target.host, target.port, target.resource).secure(target.secure);
         for protocol in self.protocols {
             request = request.protocol(protocol);
         }
@@ -132,65 +127,6 @@ impl Client {
             other => unreachable!("a client's first event is Open or Closed, not {other:?}"),
         }
     }
-
-    fn url_error(&self, reason: &'static str) -> Error {
-        Error::Url {
-            url: self.url.clone(),
-            reason,
-        }
-    }
-
-    fn target(&self) -> Result<Target, Error> {
-        let (secure, rest) = if let Some(rest) = self.url.strip_prefix("ws://") {
-            (false, rest)
-        } else if let Some(rest) = self.url.strip_prefix("wss://") {
-            (true, rest)
-        } else {
-            return Err(self.url_error("the scheme must be ws:// or wss://"));
-        };
-        if rest.contains('#') {
-            return Err(self.url_error("a WebSocket URL has no fragment"));
-        }
-        let split = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, resource) = rest.split_at(split);
-        let resource = match resource {
-            "" => "/".to_owned(),
-            r if r.starts_with('?') => format!("/{r}"),
-            r => r.to_owned(),
-        };
-        if authority.contains('@') {
-            return Err(self.url_error("credentials in the URL are not supported; use a header"));
-        }
-        let default_port = if secure { 443 } else { 80 };
-        let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
-            let (host, after) = bracketed
-                .split_once(']')
-                .ok_or_else(|| self.url_error("unterminated IPv6 address"))?;
-            match after {
-                "" => (host, default_port),
-                p => (host, self.parse_port(p.strip_prefix(':').unwrap_or("x"))?),
-            }
-        } else {
-            match authority.rsplit_once(':') {
-                Some((host, port)) => (host, self.parse_port(port)?),
-                None => (authority, default_port),
-            }
-        };
-        if host.is_empty() {
-            return Err(self.url_error("the host is missing"));
-        }
-        Ok(Target {
-            host: host.to_owned(),
-            port,
-            resource,
-            secure,
-        })
-    }
-
-    fn parse_port(&self, port: &str) -> Result<u16, Error> {
-        port.parse()
-            .map_err(|_| self.url_error("the port must be a number from 0 to 65535"))
-    }
 }
 
 /// Connects to a `ws://` URL with the default config.
@@ -208,53 +144,7 @@ pub async fn connect(url: &str) -> Result<WebSocket<TcpStream>, Error> {
 
 /// The seed of a client's `Sec-WebSocket-Key` and masking keys. They must be
 /// unpredictable to the page scripts masking defends against (RFC 6455
-/// §10.3), so it comes from the OS.
+/// §10.3), so it comes from the OS, as in every driver.
 pub(crate) fn masking_seed() -> Result<u64, Error> {
     getrandom::u64().map_err(|e| std::io::Error::other(e.to_string()).into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn target(url: &str) -> Result<Target, Error> {
-        Client::new(url).target()
-    }
-
-    #[test]
-    fn urls_parse_into_host_port_and_resource() {
-        let t = target("ws://example.com:8080/chat?room=1").unwrap();
-        assert_eq!(
-            (t.host.as_str(), t.port, t.resource.as_str(), t.secure),
-            ("example.com", 8080, "/chat?room=1", false)
-        );
-        let t = target("wss://example.com").unwrap();
-        assert_eq!((t.port, t.resource.as_str(), t.secure), (443, "/", true));
-        let t = target("ws://[::1]:9001?x=1").unwrap();
-        assert_eq!(
-            (t.host.as_str(), t.port, t.resource.as_str()),
-            ("::1", 9001, "/?x=1")
-        );
-        assert_eq!(target("ws://[::1]").unwrap().port, 80);
-    }
-
-    #[test]
-    fn bad_urls_say_what_is_wrong() {
-        for (url, reason) in [
-            ("http://x/", "the scheme must be ws:// or wss://"),
-            ("ws://x/#frag", "a WebSocket URL has no fragment"),
-            ("ws://:80/", "the host is missing"),
-            ("ws://x:99999/", "the port must be a number from 0 to 65535"),
-            (
-                "ws://u:p@x/",
-                "credentials in the URL are not supported; use a header",
-            ),
-            ("ws://[::1/", "unterminated IPv6 address"),
-        ] {
-            match target(url) {
-                Err(Error::Url { reason: got, .. }) => assert_eq!(got, reason, "{url}"),
-                other => panic!("{url}: {other:?}"),
-            }
-        }
-    }
 }

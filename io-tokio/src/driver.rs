@@ -4,29 +4,34 @@
 //! Everything is poll-based and keeps no state across an `.await`, so every
 //! future built on it is cancel-safe: bytes read are handed to the core at
 //! once, and an event leaves the core only in the same `poll` that returns
-//! it.
+//! it. The driver makes no protocol decision and has no teardown policy of
+//! its own: it writes what the core offers, half-closes and closes when the
+//! core says so, and reads (the core discards what arrives once the
+//! connection is over) until then.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
-use bytes::{Buf, Bytes};
-use sockeye_core::{CloseCode, Closed, Connection, Event, Message, TransmitQueue, UsageError};
+use bytes::Bytes;
+use sockeye_core::{
+    CloseCode, Closed, Connection, Event, Handshake, Message, State, TransportAction, UsageError,
+};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use crate::Error;
 
 /// Bytes read per call, into a buffer on the stack: the core copies what it
-/// keeps, so an idle connection holds no read buffer at all. 256 KiB reads
-/// moved large messages 10-20 % faster than 64 KiB in wsbench; they fit
+/// keeps, so an idle connection holds no read buffer at all. Large reads
+/// move large messages faster (BENCHMARKS.md, "Read sizes"); they fit
 /// easily in tokio's 2 MiB worker stacks (a runtime built with much smaller
 /// `thread_stack_size` would need this lowered).
 const READ_CHUNK: usize = 256 * 1024;
-/// Most `IoSlice`s per vectored write: a header and a payload per frame.
+/// `IoSlice`s offered to the core per vectored write: a header and a
+/// payload per frame.
 const MAX_SLICES: usize = 64;
 /// Messages the write side of a split socket reads ahead for the read side,
 /// while it keeps pings answered on its own.
@@ -35,23 +40,24 @@ const READ_AHEAD: usize = 64;
 pub(crate) struct Driver<S> {
     io: S,
     conn: Connection,
-    /// Transmits taken from the core and not yet fully written.
-    out: TransmitQueue,
-    high_water: usize,
     /// The core's next deadline; allocated on first use.
     timer: Option<Pin<Box<Sleep>>>,
     /// Messages read by the write side of a split socket, for the read side.
     inbox: VecDeque<Message>,
+    /// How the connection ended, once its `Closed` event came out.
     closed: Option<Box<Closed>>,
-    /// Whether the error in `closed` (or an I/O error) was returned already.
+    /// The I/O error that ended the connection, until it is reported.
+    io_error: Option<io::Error>,
+    /// Whether the connection's error was returned already.
     error_reported: bool,
-    shut_down: bool,
+    /// The core asked for a half-close that `poll_shutdown` has not
+    /// finished.
+    shutting_down: bool,
+    /// The transport has no more to read: its end of stream, or an error.
+    read_done: bool,
+    /// The core said to close the transport: it is done.
+    finished: bool,
     close_requested: bool,
-    /// How long to keep reading after failing the connection; see
-    /// [`poll_linger`](Self::poll_linger).
-    linger: Duration,
-    /// Until when to read and drop input, once lingering has started.
-    linger_until: Option<Instant>,
 }
 
 fn now() -> std::time::Instant {
@@ -60,29 +66,23 @@ fn now() -> std::time::Instant {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     pub(crate) fn new(io: S, conn: Connection) -> Self {
-        let config = conn.config();
         Self {
-            high_water: config.write_buffer_high_water,
-            linger: config.close_timeout,
             io,
             conn,
-            out: TransmitQueue::default(),
             timer: None,
             inbox: VecDeque::new(),
             closed: None,
+            io_error: None,
             error_reported: false,
-            shut_down: false,
+            shutting_down: false,
+            read_done: false,
+            finished: false,
             close_requested: false,
-            linger_until: None,
         }
     }
 
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
-    }
-
-    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
-        &mut self.conn
     }
 
     pub(crate) fn io(&self) -> &S {
@@ -93,15 +93,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         self.closed.as_deref()
     }
 
-    /// Bytes waiting to be written, in the core and here.
+    /// Bytes waiting to be written.
     pub(crate) fn buffered(&self) -> usize {
-        self.out.remaining() + self.conn.buffered_amount()
+        self.conn.buffered_amount()
     }
 
     // ---- reading ------------------------------------------------------
 
     /// The next message, driving the connection until one arrives. `None`
-    /// after a clean close; an error once, then `None`, after a failure.
+    /// once the transport is done after a clean close; an error once, then
+    /// `None`, after a failure.
     pub(crate) fn poll_recv(
         &mut self,
         cx: &mut Context<'_>,
@@ -110,53 +111,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             if let Some(message) = self.inbox.pop_front().or_else(|| self.next_message()) {
                 return Poll::Ready(Some(Ok(message)));
             }
-            if self.closed.is_some() {
-                return self.poll_finish(cx).map(|error| error.map(Err));
+            if self.finished {
+                return Poll::Ready(self.take_error().map(Err));
             }
-            // Write what reacting to earlier input queued before waiting for
-            // more: many replies go out in one write under load, and none
-            // waits when there is nothing else to do.
-            if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
-                return Poll::Ready(Some(Err(self.io_failed(e))));
-            }
-            if self.poll_timer(cx) {
-                continue;
-            }
-            match self.poll_read_in(cx) {
-                Poll::Ready(Ok(())) => continue,
-                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(self.io_failed(e)))),
-                Poll::Pending => return Poll::Pending,
-            }
+            ready!(self.poll_step(cx));
         }
     }
 
     /// Drives the handshake until the core has something for the caller: a
     /// request (server) or the opened connection (client). A refused or
-    /// failed handshake is written out, shut down and returned as an error.
+    /// failed handshake is written out, wound down and returned as an error.
     pub(crate) fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, Error>> {
         loop {
             while let Some(event) = self.conn.poll_event() {
                 match event {
                     Event::Closed(closed) => self.closed = Some(closed),
+                    Event::Drained => {}
                     other => return Poll::Ready(Ok(other)),
                 }
             }
-            if self.closed.is_some() {
-                let error = ready!(self.poll_finish(cx));
-                return Poll::Ready(Err(error.unwrap_or(Error::Closed)));
+            if self.finished {
+                return Poll::Ready(Err(self.take_error().unwrap_or(Error::Closed)));
             }
-            if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
-                return Poll::Ready(Err(self.io_failed(e)));
-            }
-            if self.poll_timer(cx) {
-                continue;
-            }
-            match self.poll_read_in(cx) {
-                Poll::Ready(Ok(())) => continue,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(self.io_failed(e))),
-                Poll::Pending => return Poll::Pending,
-            }
+            ready!(self.poll_step(cx));
         }
+    }
+
+    /// Server: accepts the pending request and returns the handshake the
+    /// core opened the connection with.
+    pub(crate) fn accept(&mut self, handshake: Handshake) -> Result<Handshake, Error> {
+        self.conn.accept(now(), handshake)?;
+        match self.conn.poll_event() {
+            Some(Event::Open(handshake)) => Ok(handshake),
+            other => unreachable!("Open follows an accepted request, not {other:?}"),
+        }
+    }
+
+    /// Server: answers the pending request with a plain HTTP response.
+    pub(crate) fn respond(&mut self, response: sockeye_core::Response) -> Result<(), Error> {
+        Ok(self.conn.respond(now(), response)?)
     }
 
     /// Takes events from the core up to the next message.
@@ -172,36 +165,67 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 Event::CloseReceived(frame) => {
                     tracing::debug!(code = %frame.code, reason = %frame.reason, "close received")
                 }
-                Event::Open(_) | Event::Pong(_) | Event::Request(_) | Event::HttpRequest(_) => {}
+                Event::Open(_)
+                | Event::Pong(_)
+                | Event::Drained
+                | Event::Request(_)
+                | Event::HttpRequest(_) => {}
             }
         }
         None
     }
 
-    fn poll_read_in(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// One step of I/O, in the order of the core's contract: write what it
+    /// offers (many replies go out in one write under load, and none waits
+    /// when there is nothing else to do), carry out what it says of the
+    /// transport, handle its deadline, read. `Ready` once something
+    /// happened that may have brought events; `Pending` when waiting for
+    /// the transport or the timer.
+    fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let _ = self.poll_write_out(cx);
+        if self.poll_transport(cx) || self.poll_timer(cx) {
+            return Poll::Ready(());
+        }
+        self.poll_read_in(cx)
+    }
+
+    fn poll_read_in(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.read_done {
+            // The writes and the timer are what is left to wait for.
+            return Poll::Pending;
+        }
         // A large frame's payload goes straight into the core's message
         // buffer; the rest through a buffer on the stack.
-        if let Some(room) = self.conn.payload_buffer() {
+        let read = if let Some(room) = self.conn.payload_buffer() {
             let mut buf = ReadBuf::uninit(room);
-            ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
-            match buf.filled().len() {
-                0 => self.conn.handle_eof(now()),
-                // SAFETY: `ReadBuf` counts as filled only bytes that were
-                // written, and nothing touched the core since
-                // `payload_buffer` (a pending read returned above).
-                n => unsafe { self.conn.handle_payload_read(now(), n) },
+            ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf)).map(|()| buf.filled().len())
+        } else {
+            let mut storage = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+            let len = self.conn.read_size(READ_CHUNK);
+            let mut buf = ReadBuf::uninit(&mut storage[..len]);
+            match ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf)) {
+                Ok(()) if !buf.filled().is_empty() => {
+                    self.conn.handle_input(now(), buf.filled());
+                    return Poll::Ready(());
+                }
+                other => other.map(|()| 0),
             }
-            return Poll::Ready(Ok(()));
+        };
+        match read {
+            Ok(0) => {
+                self.read_done = true;
+                self.conn.handle_eof(now());
+            }
+            // SAFETY: `ReadBuf` counts as filled only bytes that were
+            // written, and nothing touched the core since `payload_buffer`
+            // (a pending read returned above).
+            Ok(n) => unsafe { self.conn.handle_payload_read(now(), n) },
+            Err(error) => {
+                self.read_done = true;
+                self.transport_failed(error);
+            }
         }
-        let mut storage = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
-        let len = self.conn.read_size(READ_CHUNK);
-        let mut buf = ReadBuf::uninit(&mut storage[..len]);
-        ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
-        match buf.filled() {
-            [] => self.conn.handle_eof(now()),
-            data => self.conn.handle_input(now(), data),
-        }
-        Poll::Ready(Ok(()))
+        Poll::Ready(())
     }
 
     /// Re-arms the one timer at the core's deadline; handles it when due.
@@ -210,91 +234,111 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         let Some(deadline) = self.conn.poll_timeout() else {
             return false;
         };
-        if self.poll_sleep(cx, Instant::from_std(deadline)).is_ready() {
-            self.conn.handle_timeout(now());
-            return true;
-        }
-        false
-    }
-
-    /// Polls the connection's one timer, moved to `deadline` if needed.
-    fn poll_sleep(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()> {
+        let deadline = Instant::from_std(deadline);
         let timer = self
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         if timer.deadline() != deadline {
             timer.as_mut().reset(deadline);
         }
-        timer.as_mut().poll(cx)
+        if timer.as_mut().poll(cx).is_ready() {
+            self.conn.handle_timeout(now());
+            return true;
+        }
+        false
     }
 
     /// For the write side of a split socket: reads what has arrived, so that
-    /// pings are answered and a close is noticed even if nobody reads.
-    /// Messages are kept for the read side, up to [`READ_AHEAD`].
+    /// pings are answered and a close is noticed (and the transport wound
+    /// down) even if nobody reads. Messages are kept for the read side, up
+    /// to [`READ_AHEAD`].
     pub(crate) fn poll_read_ahead(&mut self, cx: &mut Context<'_>) {
-        while self.closed.is_none() && self.inbox.len() < READ_AHEAD {
+        while !self.finished && self.inbox.len() < READ_AHEAD {
             if let Some(message) = self.next_message() {
                 self.inbox.push_back(message);
                 continue;
             }
-            if self.closed.is_some() || self.poll_timer(cx) {
-                continue;
+            if self.finished || self.poll_step(cx).is_pending() {
+                break;
             }
-            match self.poll_read_in(cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(_)) | Poll::Pending => break,
-            }
-        }
-        if self.closed.is_some() {
-            // Finish here too: a peer waiting for the transport to close (a
-            // client, after the close handshake with our server) must not
-            // wait until the read half is polled. The connection's error is
-            // left for the read half to report (a failed write here only
-            // means the peer is gone already).
-            let _ = self.poll_shut_down(cx);
-        } else {
-            let _ = self.poll_write_out(cx);
         }
     }
 
     // ---- writing ------------------------------------------------------
 
-    /// Takes what the core has to send and writes as much as the transport
-    /// accepts, with vectored writes: frame headers and payloads are never
-    /// copied together.
-    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Writes what the core offers until it offers nothing (`Ready`, after
+    /// flushing the transport) or the transport is full (`Pending`), with
+    /// vectored writes: frame headers and payloads are never copied
+    /// together. A failure goes to the core, and counts as done.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
-            while let Some(transmit) = self.conn.poll_transmit() {
-                self.out.push(transmit);
-            }
-            if self.out.is_empty() {
-                return Pin::new(&mut self.io).poll_flush(cx);
-            }
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-            let used = self.out.chunks_vectored(&mut slices);
-            let written = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..used]))?;
-            if written == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            let used = self.conn.poll_transmit(&mut slices);
+            let written = if used == 0 {
+                match ready!(Pin::new(&mut self.io).poll_flush(cx)) {
+                    Ok(()) => return Poll::Ready(()),
+                    Err(error) => Err(error),
+                }
+            } else {
+                match ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..used])) {
+                    Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+                    other => other,
+                }
+            };
+            match written {
+                Ok(n) => self.conn.handle_written(now(), n),
+                Err(error) => {
+                    self.transport_failed(error);
+                    return Poll::Ready(());
+                }
             }
-            self.out.advance(written);
         }
     }
 
-    /// Waits until the queued bytes are under the high-water mark. On a
-    /// closed connection, finishes it first (the close frame written, the
-    /// transport shut down, the linger after a protocol error over), then
-    /// reports [`Error::Closed`]: a caller that drops the socket on that
-    /// error loses no close frame and resets no peer.
+    /// Carries out what the core says of the transport: a half-close
+    /// (`poll_shutdown`, which a TLS stream needs polled to the end), or the
+    /// end. Returns whether the transport is done.
+    fn poll_transport(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if self.shutting_down {
+                match Pin::new(&mut self.io).poll_shutdown(cx) {
+                    Poll::Pending => return false,
+                    Poll::Ready(result) => {
+                        self.shutting_down = false;
+                        if let Err(error) = result {
+                            self.transport_failed(error);
+                        }
+                    }
+                }
+            }
+            match self.conn.poll_transport() {
+                Some(TransportAction::HalfClose) => self.shutting_down = true,
+                Some(TransportAction::Close) => {
+                    self.finished = true;
+                    return true;
+                }
+                None => return false,
+            }
+        }
+    }
+
+    /// Waits until the bytes waiting are at or under the high-water mark.
+    /// On a closed connection, finishes it first (the close frame written,
+    /// the transport wound down as the core says), then reports
+    /// [`Error::Closed`]: a caller that drops the socket on that error loses
+    /// no close frame and resets no peer.
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.closed.is_some() {
-            // A write error here means the peer is gone; the read side
-            // reports it.
-            let _ = ready!(self.poll_shut_down(cx));
+            while !self.finished {
+                // Messages cannot come after `Closed`; input is discarded.
+                ready!(self.poll_step(cx));
+            }
             return Poll::Ready(Err(Error::Closed));
         }
-        while self.buffered() > self.high_water {
-            if let Err(e) = ready!(self.poll_write_out(cx)) {
-                return Poll::Ready(Err(self.io_failed(e)));
+        while self.conn.is_backpressured() {
+            ready!(self.poll_write_out(cx));
+            if let Some(error) = self.take_io_error() {
+                return Poll::Ready(Err(error));
             }
         }
         Poll::Ready(Ok(()))
@@ -314,7 +358,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 
     /// Queues a ping without writing it.
     pub(crate) fn start_ping(&mut self, payload: Bytes) -> Result<(), Error> {
-        self.queue(|conn| conn.ping(payload))
+        self.queue(|conn| conn.ping(now(), payload))
     }
 
     /// A call refused because the connection is closing reports
@@ -334,16 +378,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 
     /// Writes everything queued.
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        match ready!(self.poll_write_out(cx)) {
-            Ok(()) => Poll::Ready(Ok(())),
-            Err(e) => Poll::Ready(Err(self.io_failed(e))),
-        }
+        ready!(self.poll_write_out(cx));
+        Poll::Ready(self.take_io_error().map_or(Ok(()), Err))
     }
 
     // ---- closing ------------------------------------------------------
 
-    /// Starts the close handshake (once) and drives the connection until it
-    /// ends, dropping messages that arrive meanwhile.
+    /// Starts the close handshake (once) and drives the connection until
+    /// its transport is done, dropping messages that arrive meanwhile.
     pub(crate) fn poll_close(
         &mut self,
         cx: &mut Context<'_>,
@@ -369,116 +411,54 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         }
     }
 
-    /// After [`Event::Closed`]: writes what is left, shuts the transport down,
-    /// and returns the connection's error, once.
-    fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<Option<Error>> {
-        if let Err(e) = ready!(self.poll_shut_down(cx)) {
-            return Poll::Ready(Some(self.io_failed(e)));
+    /// The error that ended the connection, once: the I/O error itself if
+    /// the transport failed, or the core's.
+    fn take_error(&mut self) -> Option<Error> {
+        if let Some(error) = self.take_io_error() {
+            return Some(error);
         }
         if self.error_reported {
-            return Poll::Ready(None);
+            return None;
         }
         self.error_reported = true;
         let error = self.closed.as_ref().and_then(|closed| closed.error.clone());
-        Poll::Ready(error.map(Error::Connection))
+        error.map(Error::Connection)
     }
 
-    /// After [`Event::Closed`]: writes what is left, shuts the transport down
-    /// and lingers after a protocol error, once. For [`poll_finish`](Self::poll_finish),
-    /// and for the write side of a split socket, which must finish the
-    /// connection without the read side. Returns a write error.
-    fn poll_shut_down(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if !self.shut_down {
-            if let Err(e) = ready!(self.poll_write_out(cx)) {
-                self.shut_down = true;
-                return Poll::Ready(Err(e));
-            }
-            // Errors here mean the peer is already gone, which is the goal.
-            let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
-            self.shut_down = true;
-            if let Some(Closed {
-                error: Some(sockeye_core::Error::Protocol(_)),
-                ..
-            }) = self.closed.as_deref()
-            {
-                self.linger_until = Some(Instant::now() + self.linger);
-            }
-        }
-        if let Some(deadline) = self.linger_until {
-            ready!(self.poll_linger(cx, deadline));
-            self.linger_until = None;
-        }
-        Poll::Ready(Ok(()))
-    }
-
-    /// After failing the connection for a protocol error, the peer may still
-    /// be sending (the rest of a message over the limit, say). Closing the
-    /// socket with input unread, or with more arriving, makes the kernel
-    /// send a TCP reset, and a reset can destroy our close frame in the
-    /// peer's receive buffer: the peer would never learn the close code. So
-    /// read and drop input until the peer closes its side (it does once it
-    /// has our close frame and our FIN), an error, or `deadline`
-    /// ([`Config::close_timeout`] after the shutdown): a lingering close.
-    fn poll_linger(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()> {
-        if self.poll_sleep(cx, deadline).is_ready() {
-            return Poll::Ready(());
-        }
-        let mut storage = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
-        loop {
-            let mut buf = ReadBuf::uninit(&mut storage);
-            match ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf)) {
-                // A peer that keeps sending is cut off at the deadline.
-                Ok(()) if !buf.filled().is_empty() && Instant::now() < deadline => {}
-                _ => return Poll::Ready(()),
-            }
-        }
-    }
-
-    /// An I/O failure ends the connection: it is reported once.
-    fn io_failed(&mut self, error: io::Error) -> Error {
-        tracing::debug!(%error, "transport failed");
+    fn take_io_error(&mut self) -> Option<Error> {
+        let error = self.io_error.take()?;
         self.error_reported = true;
-        self.shut_down = true;
-        self.closed.get_or_insert_with(|| {
-            Box::new(Closed {
-                code: CloseCode::ABNORMAL,
-                reason: String::new(),
-                clean: false,
-                error: None,
-            })
-        });
-        Error::Io(error)
+        Some(Error::Io(error))
+    }
+
+    /// Tells the core the transport failed. The error is the caller's to
+    /// see only if it ended the connection: once the connection is over, a
+    /// failed write means the peer is gone, which is where the teardown was
+    /// heading anyway.
+    fn transport_failed(&mut self, error: io::Error) {
+        tracing::debug!(%error, "transport failed");
+        let ends_it = self.conn.state() != State::Closed;
+        self.conn.handle_transport_error(now(), &error);
+        if ends_it {
+            self.io_error = Some(error);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::future::poll_fn;
+    use std::time::Duration;
 
     use futures_core::Stream;
     use futures_sink::Sink;
-    use sockeye_core::{Accept, Config, ProtocolError};
+    use sockeye_core::testing::Frame;
+    use sockeye_core::{Config, ProtocolError};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
     use crate::{Incoming, WebSocket};
-
-    /// A masked client frame with a zero mask key (the payload goes as is).
-    fn frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
-        let mut frame = vec![u8::from(fin) << 7 | opcode];
-        match u16::try_from(payload.len()) {
-            Ok(len) if len < 126 => frame.push(0x80 | len as u8),
-            Ok(len) => {
-                frame.push(0x80 | 126);
-                frame.extend(len.to_be_bytes());
-            }
-            Err(_) => unreachable!("test frames are small"),
-        }
-        frame.extend([0; 4]);
-        frame.extend(payload);
-        frame
-    }
 
     /// Runs `serve` on the server's socket (messages up to 1024 bytes) while
     /// the client sends a message over the limit in 512-byte fragments, the
@@ -502,7 +482,7 @@ mod tests {
                 ..Config::default()
             };
             let incoming = Incoming::read(stream, config).await.unwrap();
-            serve(incoming.accept(Accept::default()).await.unwrap()).await
+            serve(incoming.accept(Handshake::default()).await.unwrap()).await
         });
 
         let mut client = TcpStream::connect(addr).await.unwrap();
@@ -522,7 +502,7 @@ mod tests {
         // 512-byte fragments: the third takes the message over 1024.
         for opcode in [2, 0, 0] {
             client
-                .write_all(&frame(opcode, false, &[0; 512]))
+                .write_all(&Frame::new(opcode, [0; 512]).fin(false).from_client().encode())
                 .await
                 .unwrap();
         }
@@ -532,7 +512,7 @@ mod tests {
         for fin in [false, true] {
             tokio::time::sleep(Duration::from_millis(50)).await;
             client
-                .write_all(&frame(0, fin, &[0; 512]))
+                .write_all(&Frame::continuation([0; 512]).fin(fin).from_client().encode())
                 .await
                 .expect("the server still reads after failing the connection");
         }

@@ -32,17 +32,11 @@ pub enum Error {
     /// The connection is closed (or closing): nothing more can be sent.
     #[error("the connection is closed")]
     Closed,
-    /// The call was not valid for the connection's state or the protocol.
+    /// The call was not valid for the connection's state or the protocol,
+    /// or a URL cannot be connected to
+    /// ([`UsageError::InvalidUrl`](sockeye_core::UsageError::InvalidUrl)).
     #[error(transparent)]
     Usage(#[from] UsageError),
-    /// The URL cannot be connected to.
-    #[error("invalid WebSocket URL {url:?}: {reason}")]
-    Url {
-        /// The URL as given.
-        url: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
 }
 
 impl From<Error> for io::Error {

@@ -40,5 +40,5 @@ pub use error::Error;
 pub use server::{Incoming, accept};
 pub use socket::{ReadHalf, WebSocket, WriteHalf};
 pub use sockeye_core::{
-    Accept, CloseCode, Closed, Config, Message, Request, Response, Role, Upgraded,
+    CloseCode, Closed, Config, Handshake, Message, Request, Response, Role,
 };

@@ -2,7 +2,7 @@
 
 use std::future::poll_fn;
 
-use sockeye_core::{Accept, Config, Connection, Event, Request, Response, Upgraded};
+use sockeye_core::{Config, Connection, Event, Handshake, Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::driver::Driver;
@@ -16,7 +16,7 @@ use crate::{Error, WebSocket};
 /// `/healthz` on the same port.
 ///
 /// ```no_run
-/// use sockeye_tokio::{Accept, Config, Incoming, Response};
+/// use sockeye_tokio::{Config, Handshake, Incoming, Response};
 /// # async fn handle(stream: tokio::net::TcpStream) -> Result<(), sockeye_tokio::Error> {
 /// let incoming = Incoming::read(stream, Config::default()).await?;
 /// if !incoming.is_upgrade() {
@@ -25,7 +25,7 @@ use crate::{Error, WebSocket};
 /// if incoming.request().origin() != Some("https://app.example.com") {
 ///     return incoming.respond(Response::new(403, "origin not allowed")).await;
 /// }
-/// let socket = incoming.accept(Accept::default()).await?;
+/// let socket = incoming.accept(Handshake::default()).await?;
 /// # let _ = socket; Ok(()) }
 /// ```
 pub struct Incoming<S> {
@@ -40,8 +40,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Incoming<S> {
     /// handshake timeout passes) and comes back as
     /// [`Error::Connection`] carrying a [`RequestError`](sockeye_core::RequestError).
     pub async fn read(io: S, config: Config) -> Result<Self, Error> {
-        let conn = Connection::server(config, tokio::time::Instant::now().into_std())
-            .map_err(sockeye_core::UsageError::from)?;
+        let conn = Connection::server(config, tokio::time::Instant::now().into_std())?;
         let mut driver = Driver::new(io, conn);
         let (request, upgrade) = match poll_fn(|cx| driver.poll_handshake(cx)).await? {
             Event::Request(request) => (request, true),
@@ -66,21 +65,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Incoming<S> {
     }
 
     /// Accepts the upgrade: writes the 101 response and returns the socket.
-    pub async fn accept(mut self, accept: Accept) -> Result<WebSocket<S>, Error> {
-        let upgraded = Upgraded {
-            protocol: accept.protocol.clone(),
-            headers: accept.headers.clone(),
-        };
-        self.driver.conn_mut().accept(accept)?;
-        let mut socket = WebSocket::from_driver(self.driver, upgraded);
+    /// The heartbeat starts now.
+    pub async fn accept(mut self, handshake: Handshake) -> Result<WebSocket<S>, Error> {
+        let handshake = self.driver.accept(handshake)?;
+        let mut socket = WebSocket::from_driver(self.driver, handshake);
         socket.flush().await?;
         Ok(socket)
     }
 
     /// Answers with a plain HTTP response (a refusal, or the answer to a
-    /// plain request), writes it and closes the transport.
+    /// plain request), writes it and winds the transport down as the core
+    /// says: a half-close, then up to
+    /// [`Config::close_timeout`](sockeye_core::Config::close_timeout) for
+    /// the client to close its side.
     pub async fn respond(mut self, response: Response) -> Result<(), Error> {
-        self.driver.conn_mut().respond(response)?;
+        self.driver.respond(response)?;
         while let Some(result) = poll_fn(|cx| self.driver.poll_recv(cx)).await {
             result?;
         }
@@ -89,8 +88,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Incoming<S> {
 }
 
 /// Accepts a WebSocket connection on `io` with the default config, for any path
-/// and origin. A plain HTTP request gets `426 Upgrade Required` and comes back
-/// as [`Error::Responded`].
+/// and origin. A plain HTTP request gets
+/// [`Response::upgrade_required`](sockeye_core::Response::upgrade_required)
+/// and comes back as [`Error::Responded`].
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), sockeye_tokio::Error> {
@@ -110,11 +110,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Incoming<S> {
 pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(io: S) -> Result<WebSocket<S>, Error> {
     let incoming = Incoming::read(io, Config::default()).await?;
     if !incoming.is_upgrade() {
-        let response = Response::new(426, "this endpoint speaks WebSocket only")
-            .with_header("Upgrade", "websocket")
-            .with_header("Sec-WebSocket-Version", "13");
+        let response = Response::upgrade_required();
+        let status = response.status;
         incoming.respond(response).await?;
-        return Err(Error::Responded { status: 426 });
+        return Err(Error::Responded { status });
     }
-    incoming.accept(Accept::default()).await
+    incoming.accept(Handshake::default()).await
 }

@@ -8,7 +8,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use bytes::Bytes;
 use futures_core::Stream;
 use futures_sink::Sink;
-use sockeye_core::{CloseCode, Closed, Config, Connection, Message, Role, Upgraded};
+use sockeye_core::{CloseCode, Closed, Config, Connection, Handshake, Message, Role};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::Error;
@@ -44,26 +44,26 @@ use crate::driver::Driver;
 /// ```
 pub struct WebSocket<S> {
     driver: Driver<S>,
-    upgraded: Upgraded,
+    handshake: Handshake,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
-    pub(crate) fn from_driver(driver: Driver<S>, upgraded: Upgraded) -> Self {
-        Self { driver, upgraded }
+    pub(crate) fn from_driver(driver: Driver<S>, handshake: Handshake) -> Self {
+        Self { driver, handshake }
     }
 
     /// A socket over a transport whose HTTP upgrade was done elsewhere: a
     /// hyper or axum upgraded connection, whose 101 response carried
     /// [`accept_key`](sockeye_core::accept_key) of the request's key.
-    /// `upgraded` records what that handshake agreed (the subprotocol, the
+    /// `handshake` records what that handshake agreed (the subprotocol, the
     /// response headers), for [`handshake`](Self::handshake).
     ///
     /// ```no_run
-    /// use sockeye_tokio::{Config, Role, Upgraded, WebSocket};
+    /// use sockeye_tokio::{Config, Handshake, Role, WebSocket};
     /// # async fn run(upgraded_io: tokio::net::TcpStream) -> Result<(), sockeye_tokio::Error> {
     /// // With hyper: `hyper::upgrade::on(request).await?`, wrapped in
     /// // `hyper_util::rt::TokioIo`, after answering 101.
-    /// let agreed = Upgraded { protocol: None, headers: Vec::new() };
+    /// let agreed = Handshake::default();
     /// let mut socket = WebSocket::from_upgraded(upgraded_io, Role::Server, agreed, Config::default())?;
     /// while let Some(message) = socket.recv().await {
     ///     socket.send(message?).await?;
@@ -73,7 +73,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub fn from_upgraded(
         io: S,
         role: Role,
-        upgraded: Upgraded,
+        handshake: Handshake,
         config: Config,
     ) -> Result<Self, Error> {
         let seed = match role {
@@ -81,25 +81,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             Role::Server => 0,
         };
         let now = tokio::time::Instant::now().into_std();
-        let conn = Connection::upgraded(role, config, seed, now)
-            .map_err(sockeye_core::UsageError::from)?;
-        Ok(Self::from_driver(Driver::new(io, conn), upgraded))
+        let conn = Connection::upgraded(role, config, seed, now)?;
+        Ok(Self::from_driver(Driver::new(io, conn), handshake))
     }
 
     /// The outcome of the handshake: the subprotocol in use and the headers
     /// of the 101 response.
-    pub fn handshake(&self) -> &Upgraded {
-        &self.upgraded
+    pub fn handshake(&self) -> &Handshake {
+        &self.handshake
     }
 
     /// The next message. `None` once the connection has closed cleanly
     /// (see [`closed`](Self::closed)); an error if it failed, then `None`.
     ///
-    /// When the peer breaks the protocol, the error comes once the peer has
-    /// closed its side of the transport after our close frame (at most
-    /// [`Config::close_timeout`](sockeye_core::Config::close_timeout)
-    /// later): input is read and dropped meanwhile, so that closing the
-    /// socket does not reset the connection under the close frame.
+    /// The end (`None` or the error) comes once the transport is done as
+    /// the core winds it down: after our close frame or a failure's, the
+    /// peer is given up to
+    /// [`Config::close_timeout`](sockeye_core::Config::close_timeout) to
+    /// close its side, and its input is read and dropped meanwhile, so that
+    /// closing the socket does not reset the connection under the close
+    /// frame.
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
         poll_fn(|cx| self.driver.poll_recv(cx)).await
     }
