@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
-use sockeye_mio::{Accept, Config, ConnectionId, CoreEvent, Driver, Event, Message};
+use sockeye_mio::{Config, ConnectionId, Driver, Event, Handshake, Message};
 
 /// The application's own token; the driver's range starts after it.
 const ADMIN: Token = Token(0);
@@ -70,20 +70,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
         while let Some((id, event)) = driver.poll_event(now) {
             match event {
-                Event::Core(CoreEvent::Request(request)) => {
+                Event::Request(request) => {
                     let name = request
                         .query
                         .clone()
                         .unwrap_or_else(|| format!("guest{}", room.len()));
-                    if driver.accept(id, Accept::default()).is_ok() {
+                    if driver.accept(id, now, Handshake::default()).is_ok() {
                         room.insert(id, Member { name, slow: false });
                     }
                 }
-                Event::Core(CoreEvent::Open(_)) => {
+                Event::Open(_) => {
                     let text = format!("{} joined", room[&id].name);
                     broadcast(&mut driver, &mut room, Some(id), now, text);
                 }
-                Event::Core(CoreEvent::Message(message)) => {
+                Event::Message(message) => {
                     let Some(text) = message.as_text() else {
                         continue;
                     };
@@ -95,7 +95,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         member.slow = false;
                     }
                 }
-                Event::Core(CoreEvent::Closed(_)) => {
+                Event::Closed(_) => {
                     if let Some(member) = room.remove(&id) {
                         let text = format!("{} left", member.name);
                         broadcast(&mut driver, &mut room, None, now, text);

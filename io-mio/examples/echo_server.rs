@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use mio::net::TcpListener;
 use mio::{Events, Poll};
-use sockeye_mio::{Accept, Config, CoreEvent, Driver, Event, Response};
+use sockeye_mio::{Config, Driver, Event, Handshake, Response};
 
 const USAGE: &str = "usage: echo_server [--bind ADDR | --port PORT] [--read-budget BYTES] [--recv-buffer BYTES]  (default 127.0.0.1:9002)";
 
@@ -48,15 +48,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // A connection that closed meanwhile refuses the call; its
             // Closed event is on its way, so the errors are not ours to act on.
             let _ = match event {
-                Event::Core(CoreEvent::Request(_)) => driver.accept(id, Accept::default()),
-                Event::Core(CoreEvent::HttpRequest(_)) => driver.respond(
-                    id,
-                    Response::new(426, "this endpoint speaks WebSocket only")
-                        .with_header("Upgrade", "websocket"),
-                ),
+                Event::Request(_) => driver.accept(id, now, Handshake::default()),
+                Event::HttpRequest(_) => driver.respond(id, now, Response::upgrade_required()),
                 // Over the high-water mark the driver stops reading from
                 // this peer until it drains: that is the backpressure.
-                Event::Core(CoreEvent::Message(message)) => driver.send(id, now, message).map(drop),
+                Event::Message(message) => driver.send(id, now, message).map(drop),
                 _ => Ok(()),
             };
         }

@@ -848,8 +848,7 @@ impl Conn {
             if let Some(event) = self.core.poll_event() {
                 return Step::Event(event);
             }
-            let backpressured =
-                self.core.state() != State::Closed && self.core.is_backpressured();
+            let backpressured = self.core.state() != State::Closed && self.core.is_backpressured();
             if !self.readable || self.eof || backpressured {
                 return Step::Idle;
             }
@@ -973,6 +972,7 @@ mod tests {
     use std::io::ErrorKind;
 
     use mio::{Events, Poll};
+    use sockeye_core::testing::Frame;
 
     use super::*;
 
@@ -1016,9 +1016,7 @@ mod tests {
             self.driver.handle_timeouts(now);
             while let Some((id, event)) = self.driver.poll_event(now) {
                 match event {
-                    Event::Request(_) => {
-                        self.driver.accept(id, now, Handshake::default()).unwrap()
-                    }
+                    Event::Request(_) => self.driver.accept(id, now, Handshake::default()).unwrap(),
                     Event::Message(message) => {
                         self.driver.send(id, now, message).unwrap();
                     }
@@ -1062,23 +1060,9 @@ mod tests {
         }
     }
 
-    /// A binary frame from a client, masked with the key 0.
+    /// A binary frame of `len` bytes from a client.
     fn client_frame(len: usize) -> Vec<u8> {
-        let mut frame = vec![0x82];
-        match len {
-            0..=125 => frame.push(0x80 | len as u8),
-            126..=0xffff => {
-                frame.push(0x80 | 126);
-                frame.extend((len as u16).to_be_bytes());
-            }
-            _ => {
-                frame.push(0x80 | 127);
-                frame.extend((len as u64).to_be_bytes());
-            }
-        }
-        frame.extend([0; 4]);
-        frame.resize(frame.len() + len, 7);
-        frame
+        Frame::binary(vec![7; len]).from_client().encode()
     }
 
     /// A connection that has used up its read budget ends its turn before

@@ -53,10 +53,13 @@ pub(crate) struct Driver<S> {
     /// The core asked for a half-close that `poll_shutdown` has not
     /// finished.
     shutting_down: bool,
+    /// The write side is shut: the peer has our end of stream.
+    write_shut: bool,
     /// The transport has no more to read: its end of stream, or an error.
     read_done: bool,
     /// The core said to close the transport: it is done.
     finished: bool,
+    /// The application's close was handed to the core (once).
     close_requested: bool,
 }
 
@@ -75,6 +78,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             io_error: None,
             error_reported: false,
             shutting_down: false,
+            write_shut: false,
             read_done: false,
             finished: false,
             close_requested: false,
@@ -305,6 +309,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     Poll::Pending => return false,
                     Poll::Ready(result) => {
                         self.shutting_down = false;
+                        self.write_shut = true;
                         if let Err(error) = result {
                             self.transport_failed(error);
                         }
@@ -314,6 +319,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             match self.conn.poll_transport() {
                 Some(TransportAction::HalfClose) => self.shutting_down = true,
                 Some(TransportAction::Close) => {
+                    // The transport itself is only released when the socket
+                    // is dropped, which the application may put off; a peer
+                    // waiting for our end of stream gets it now. One try is
+                    // all it gets: a close may follow a failure, and must
+                    // not wait on a transport that has stopped moving.
+                    if !self.write_shut {
+                        self.write_shut = true;
+                        let _ = Pin::new(&mut self.io).poll_shutdown(cx);
+                    }
                     self.finished = true;
                     return true;
                 }
@@ -502,7 +516,12 @@ mod tests {
         // 512-byte fragments: the third takes the message over 1024.
         for opcode in [2, 0, 0] {
             client
-                .write_all(&Frame::new(opcode, [0; 512]).fin(false).from_client().encode())
+                .write_all(
+                    &Frame::new(opcode, [0; 512])
+                        .fin(false)
+                        .from_client()
+                        .encode(),
+                )
                 .await
                 .unwrap();
         }
@@ -512,7 +531,12 @@ mod tests {
         for fin in [false, true] {
             tokio::time::sleep(Duration::from_millis(50)).await;
             client
-                .write_all(&Frame::continuation([0; 512]).fin(fin).from_client().encode())
+                .write_all(
+                    &Frame::continuation([0; 512])
+                        .fin(fin)
+                        .from_client()
+                        .encode(),
+                )
                 .await
                 .expect("the server still reads after failing the connection");
         }

@@ -39,6 +39,4 @@ pub use client::{Client, connect};
 pub use error::Error;
 pub use server::{Incoming, accept};
 pub use socket::{ReadHalf, WebSocket, WriteHalf};
-pub use sockeye_core::{
-    CloseCode, Closed, Config, Handshake, Message, Request, Response, Role,
-};
+pub use sockeye_core::{CloseCode, Closed, Config, Handshake, Message, Request, Response, Role};

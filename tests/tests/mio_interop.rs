@@ -8,9 +8,13 @@
 //! either end: `!close CODE REASON` closes, `!drop` drops TCP, `!big N`
 //! sends N bytes, `!ping PAYLOAD` pings. Every wait has a deadline, so a
 //! hang fails the test instead of stalling the suite.
+//!
+//! The last section plays the same TCP-level misbehaviour against both
+//! drivers and the core's blocking example, and checks they end the
+//! connection identically.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::Arc;
@@ -21,10 +25,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use mio::{Events, Poll, Registry, Token, Waker};
+use sockeye_core::testing;
 use sockeye_core::{Error as CoreError, ProtocolError, ResponseError};
 use sockeye_mio::{
-    Accept, ClientRequest, CloseCode, Closed, Config, ConnectionId, CoreEvent, Driver, Event,
-    Message, Response,
+    ClientRequest, CloseCode, Closed, Config, ConnectionId, Driver, Event, Handshake, Message,
+    Response,
 };
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{
@@ -143,7 +148,6 @@ fn command(message: &Message) -> Option<Command> {
 enum Report {
     Closed(Closed),
     Drained,
-    Io(io::ErrorKind),
 }
 
 type Behaviour = Box<dyn FnMut(&mut Driver, ConnectionId, Event, Instant) + Send>;
@@ -191,11 +195,8 @@ impl MioServer {
                 driver.handle_timeouts(now);
                 while let Some((id, event)) = driver.poll_event(now) {
                     let seen = match &event {
-                        Event::Core(CoreEvent::Closed(closed)) => {
-                            Some(Report::Closed((**closed).clone()))
-                        }
+                        Event::Closed(closed) => Some(Report::Closed((**closed).clone())),
                         Event::Drained => Some(Report::Drained),
-                        Event::Io(error) => Some(Report::Io(error.kind())),
                         _ => None,
                     };
                     if let Some(seen) = seen {
@@ -228,11 +229,21 @@ impl MioServer {
     fn closed(&self) -> Closed {
         loop {
             match self.report() {
-                (_, Report::Closed(closed)) => return closed,
-                (_, Report::Io(kind)) => panic!("transport failed: {kind:?}"),
+                (_, Report::Closed(closed)) => {
+                    assert_no_transport_failure(&closed);
+                    return closed;
+                }
                 (_, Report::Drained) => {}
             }
         }
+    }
+}
+
+/// A transport failure is a test failure: the peers here are all on
+/// loopback and well behaved at the TCP level.
+fn assert_no_transport_failure(closed: &Closed) {
+    if let Some(error @ CoreError::Transport { .. }) = &closed.error {
+        panic!("transport failed: {error}");
     }
 }
 
@@ -252,18 +263,19 @@ impl Drop for MioServer {
 /// with 200; echoes every message, or obeys its command.
 fn echo(driver: &mut Driver, id: ConnectionId, event: Event, now: Instant) {
     let done = match event {
-        Event::Core(CoreEvent::Request(request)) if request.path == "/private" => driver.respond(
+        Event::Request(request) if request.path == "/private" => driver.respond(
             id,
+            now,
             Response::new(403, "go away").with_header("X-Why", "test"),
         ),
-        Event::Core(CoreEvent::Request(_)) => driver.accept(id, Accept::default()),
-        Event::Core(CoreEvent::HttpRequest(_)) => driver.respond(id, Response::new(200, "ok")),
-        Event::Core(CoreEvent::Message(message)) => match command(&message) {
+        Event::Request(_) => driver.accept(id, now, Handshake::default()),
+        Event::HttpRequest(_) => driver.respond(id, now, Response::new(200, "ok")),
+        Event::Message(message) => match command(&message) {
             Some(Command::Close(code, reason)) => driver.close(id, now, code, &reason),
             Some(Command::Big(len)) => driver
                 .send(id, now, Message::binary(vec![7; len]))
                 .map(drop),
-            Some(Command::Ping(payload)) => driver.ping(id, payload),
+            Some(Command::Ping(payload)) => driver.ping(id, now, payload),
             Some(Command::Drop) => panic!("the mio server does not drop connections"),
             None => driver.send(id, now, message).map(drop),
         },
@@ -808,8 +820,8 @@ async fn mio_server_backpressure_and_drained() {
     };
     let mut sent = 0u32;
     let flood: Behaviour = Box::new(move |driver, id, event, now| match event {
-        Event::Core(CoreEvent::Request(_)) => driver.accept(id, Accept::default()).unwrap(),
-        Event::Core(CoreEvent::Open(_)) | Event::Drained => {
+        Event::Request(_) => driver.accept(id, now, Handshake::default()).unwrap(),
+        Event::Open(_) | Event::Drained => {
             while sent < TOTAL {
                 let below = driver.send(id, now, message(sent)).unwrap();
                 sent += 1;
@@ -951,7 +963,7 @@ impl MioClient {
     fn open(&mut self, addr: SocketAddr, path: &str) -> ConnectionId {
         let id = self.connect(addr, path);
         match self.next() {
-            (got, Event::Core(CoreEvent::Open(_))) if got == id => id,
+            (got, Event::Open(_)) if got == id => id,
             other => panic!("expected Open, got {other:?}"),
         }
     }
@@ -962,12 +974,7 @@ impl MioClient {
         let deadline = Instant::now() + STEP;
         loop {
             while let Some((id, event)) = self.inbox.pop_front() {
-                if !matches!(
-                    event,
-                    Event::Core(CoreEvent::Ping(_))
-                        | Event::Core(CoreEvent::Pong(_))
-                        | Event::Drained
-                ) {
+                if !matches!(event, Event::Ping(_) | Event::Pong(_) | Event::Drained) {
                     return (id, event);
                 }
             }
@@ -996,7 +1003,7 @@ impl MioClient {
 
     fn message(&mut self, id: ConnectionId) -> Message {
         match self.next() {
-            (got, Event::Core(CoreEvent::Message(message))) if got == id => message,
+            (got, Event::Message(message)) if got == id => message,
             other => panic!("expected a message, got {other:?}"),
         }
     }
@@ -1004,9 +1011,11 @@ impl MioClient {
     fn closed(&mut self, id: ConnectionId) -> Closed {
         loop {
             match self.next() {
-                (got, Event::Core(CoreEvent::Closed(closed))) if got == id => return *closed,
-                (got, Event::Io(error)) if got == id => panic!("transport failed: {error}"),
-                (got, Event::Core(CoreEvent::CloseReceived(_))) if got == id => {}
+                (got, Event::Closed(closed)) if got == id => {
+                    assert_no_transport_failure(&closed);
+                    return *closed;
+                }
+                (got, Event::CloseReceived(_)) if got == id => {}
                 other => panic!("expected Closed, got {other:?}"),
             }
         }
@@ -1055,7 +1064,7 @@ async fn tokio_echo(stream: tokio::net::TcpStream, config: Config) -> TokioEnd {
         incoming.respond(Response::new(403, "go away")).await?;
         return Ok(None);
     }
-    let mut ws = incoming.accept(Accept::default()).await?;
+    let mut ws = incoming.accept(Handshake::default()).await?;
     while let Some(message) = ws.recv().await {
         let message = message?;
         match command(&message) {
@@ -1204,7 +1213,7 @@ async fn mio_client_pings_and_heartbeat() {
         let id = client.open(addr, "/");
         client
             .driver
-            .ping(id, Bytes::from_static(b"are you there?"))
+            .ping(id, Instant::now(), Bytes::from_static(b"are you there?"))
             .unwrap();
         let quiet_until = Instant::now() + INTERVAL * 10;
         let mut pong = None;
@@ -1216,8 +1225,8 @@ async fn mio_client_pings_and_heartbeat() {
             client.turn(Instant::now());
             for (_, event) in client.inbox.drain(..) {
                 match event {
-                    Event::Core(CoreEvent::Pong(payload)) => pong = Some(payload),
-                    Event::Core(CoreEvent::Ping(_)) => {}
+                    Event::Pong(payload) => pong = Some(payload),
+                    Event::Ping(_) => {}
                     other => panic!("expected only pings and pongs, got {other:?}"),
                 }
             }
@@ -1277,7 +1286,7 @@ async fn mio_client_a_thousand_connections_at_once() {
         let mut open = 0;
         while open < CONNECTIONS {
             match client.next() {
-                (_, Event::Core(CoreEvent::Open(_))) => open += 1,
+                (_, Event::Open(_)) => open += 1,
                 other => panic!("expected Open, got {other:?}"),
             }
         }
@@ -1287,7 +1296,7 @@ async fn mio_client_a_thousand_connections_at_once() {
         let (mut echoed, mut closed) = (0, 0);
         while closed < CONNECTIONS {
             match client.next() {
-                (id, Event::Core(CoreEvent::Message(message))) => {
+                (id, Event::Message(message)) => {
                     let c = ids.iter().position(|&x| x == id).unwrap();
                     assert_eq!(message, Message::text(format!("client {c} ✓")));
                     let now = Instant::now();
@@ -1297,8 +1306,8 @@ async fn mio_client_a_thousand_connections_at_once() {
                         .unwrap();
                     echoed += 1;
                 }
-                (_, Event::Core(CoreEvent::CloseReceived(_))) => {}
-                (_, Event::Core(CoreEvent::Closed(how))) => {
+                (_, Event::CloseReceived(_)) => {}
+                (_, Event::Closed(how)) => {
                     assert_eq!(*how, ended(Ok((1000, ""))));
                     closed += 1;
                 }
@@ -1313,5 +1322,207 @@ async fn mio_client_a_thousand_connections_at_once() {
             ends.recv().await.unwrap().unwrap(),
             Some(ended(Ok((1000, "done"))))
         );
+    }
+}
+
+// ---- teardown: one policy, in the core -----------------------------------
+
+/// The blocking example from `sockeye-core`, served from a thread: the
+/// third loop that follows the core's transport actions.
+#[path = "../../core/examples/blocking.rs"]
+#[allow(dead_code)] // its `main`
+mod blocking;
+
+/// What a raw TCP peer saw of how a server ended its connection.
+#[derive(Debug, PartialEq)]
+struct Ending {
+    /// The HTTP status of the server's answer.
+    status: u16,
+    /// The frames after it: the opcode, and the code of a close frame.
+    frames: Vec<(u8, Option<u16>)>,
+    /// Whether the stream ended with the server's FIN; a reset instead can
+    /// destroy what the server wrote last.
+    fin: bool,
+    /// Whether the server was still reading after its FIN, that is, it
+    /// half-closed and waited for the peer rather than closing outright.
+    /// `None` where the peer had already shut its own side.
+    lingered: Option<bool>,
+}
+
+/// A peer misbehaving at the TCP level: its request; what it writes once
+/// the answer's head has arrived, in one go and while it reads; and whether
+/// it then shuts its side down.
+struct Script {
+    request: Vec<u8>,
+    writes: Vec<u8>,
+    shutdown: bool,
+}
+
+/// A masked binary frame of `len` bytes.
+fn junk(len: usize) -> Vec<u8> {
+    testing::Frame::binary(vec![0x5a; len])
+        .from_client()
+        .encode()
+}
+
+/// Plays `script` against the server at `addr` and reports what came back.
+fn play(addr: SocketAddr, script: &Script) -> Ending {
+    use std::net::{Shutdown, TcpStream};
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(STEP)).unwrap();
+    stream.write_all(&script.request).unwrap();
+    let mut wire = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    while testing::split_head(&wire).is_none() {
+        let n = stream.read(&mut buf).expect("an answer");
+        assert_ne!(n, 0, "the stream ended before the answer's head");
+        wire.extend_from_slice(&buf[..n]);
+    }
+    let mut writer = stream.try_clone().unwrap();
+    let (writes, shutdown) = (script.writes.clone(), script.shutdown);
+    // Writing from a thread of its own, so that a server which stops
+    // reading cannot stall the read below.
+    let writing = std::thread::spawn(move || {
+        let _ = writer.write_all(&writes);
+        if shutdown {
+            let _ = writer.shutdown(Shutdown::Write);
+        }
+    });
+    let fin = loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => wire.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break false,
+            Err(e) => panic!("the server neither ended the stream nor reset it: {e}"),
+        }
+    };
+    writing.join().unwrap();
+    // A socket that is fully closed answers a write with a reset, which
+    // fails the write after it; one that half-closed takes both. The pause
+    // is for the reset's round trip on loopback, far below the linger time
+    // (`close_timeout` is a whole step).
+    let lingered = (fin && !script.shutdown).then(|| {
+        let probe = junk(16);
+        let first = stream.write_all(&probe).is_ok();
+        std::thread::sleep(Duration::from_millis(200));
+        first && stream.write_all(&probe).is_ok()
+    });
+    let _ = stream.shutdown(Shutdown::Write);
+
+    let (head, rest) = testing::split_head(&wire).expect("an HTTP answer");
+    let status = std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap();
+    // After an HTTP answer comes its body; after a 101, frames.
+    let mut frames = Vec::new();
+    if status == 101 {
+        let (read, incomplete) = testing::read_frames(rest);
+        assert!(incomplete.is_empty(), "a frame cut short: {incomplete:?}");
+        frames = read
+            .iter()
+            .map(|frame| {
+                let code = (frame.opcode == 8)
+                    .then(|| u16::from_be_bytes([frame.payload[0], frame.payload[1]]));
+                (frame.opcode, code)
+            })
+            .collect();
+    }
+    Ending {
+        status,
+        frames,
+        fin,
+        lingered,
+    }
+}
+
+/// The misbehaviours, each with the ending the core decides on.
+fn misbehaviours() -> Vec<(&'static str, Script, Ending)> {
+    let upgrade = || testing::REQUEST.to_vec();
+    let ending = |status, frames: &[(u8, Option<u16>)], lingered| Ending {
+        status,
+        frames: frames.to_vec(),
+        fin: true,
+        lingered,
+    };
+    let bad_request = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+                        Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let frames = |frames: &[&[u8]]| frames.concat();
+    vec![
+        (
+            // The reset-under-the-close-frame case: the server fails the
+            // connection while a quarter mebibyte is still on its way.
+            "a protocol error with data in flight",
+            Script {
+                request: upgrade(),
+                writes: frames(&[
+                    &testing::Frame::new(3, "reserved").from_client().encode(),
+                    &junk(256 << 10),
+                ]),
+                shutdown: false,
+            },
+            ending(101, &[(8, Some(1002))], Some(true)),
+        ),
+        (
+            "a close, then more data",
+            Script {
+                request: upgrade(),
+                writes: frames(&[
+                    &testing::Frame::close(1000, "bye").from_client().encode(),
+                    &junk(64 << 10),
+                ]),
+                shutdown: false,
+            },
+            ending(101, &[(8, Some(1000))], Some(true)),
+        ),
+        (
+            "a bad request, then more bytes",
+            Script {
+                request: bad_request.to_vec(),
+                writes: junk(64 << 10),
+                shutdown: false,
+            },
+            ending(400, &[], Some(true)),
+        ),
+        (
+            "the end of stream in the middle of a frame",
+            Script {
+                request: upgrade(),
+                writes: junk(1000)[..500].to_vec(),
+                shutdown: true,
+            },
+            ending(101, &[], None),
+        ),
+    ]
+}
+
+/// Both drivers and the blocking example end connections the same way under
+/// the same misbehaviour, because the core decides: none of them has a
+/// teardown policy of its own. (Before the core owned teardown, the blocking
+/// example reset the peer in the first case.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_loop_ends_a_misbehaving_connection_as_the_core_says() {
+    let config = config(|c| c.close_timeout = STEP);
+    let mio = MioServer::echo(config.clone());
+    let (tokio_addr, _ends) = tokio_echo_server(config.clone()).await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let blocking_addr = listener.local_addr().unwrap();
+    let blocking_config = config.clone();
+    std::thread::spawn(move || blocking::serve(listener, blocking_config));
+
+    let servers = [
+        ("mio", mio.addr),
+        ("tokio", tokio_addr),
+        ("blocking", blocking_addr),
+    ];
+    for (what, script, want) in misbehaviours() {
+        let script = Arc::new(script);
+        for (server, addr) in servers {
+            let script = script.clone();
+            let got = within(
+                what,
+                tokio::task::spawn_blocking(move || play(addr, &script)),
+            )
+            .await
+            .unwrap();
+            assert_eq!(got, want, "{what}, against the {server} loop");
+        }
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use sockeye_core::{Error as CoreError, ProtocolError, ResponseError};
 use sockeye_tokio::{
-    Accept, Client, CloseCode, Closed, Config, Error, Incoming, Message, Response, WebSocket,
+    Client, CloseCode, Closed, Config, Error, Handshake, Incoming, Message, Response, WebSocket,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -76,7 +76,7 @@ async fn pair(side: Side, ours: Config, theirs: Option<WebSocketConfig>) -> (Our
                 assert!(incoming.is_upgrade());
                 assert_eq!(incoming.request().path, "/interop");
                 assert_eq!(incoming.request().query.as_deref(), Some("side=OurServer"));
-                incoming.accept(Accept::default()).await.unwrap()
+                incoming.accept(Handshake::default()).await.unwrap()
             };
             let client = async {
                 let stream = TcpStream::connect(addr).await.unwrap();
@@ -909,7 +909,7 @@ async fn a_connection_upgraded_by_hyper() {
     use hyper::body::Bytes as HyperBytes;
     use hyper::{Request as HyperRequest, Response as HyperResponse, StatusCode};
     use hyper_util::rt::TokioIo;
-    use sockeye_tokio::{Role, Upgraded};
+    use sockeye_tokio::Role;
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -923,7 +923,7 @@ async fn a_connection_upgraded_by_hyper() {
             let done_tx = done_tx.lock().unwrap().take().expect("one request");
             tokio::spawn(async move {
                 let io = TokioIo::new(upgrade.await.unwrap());
-                let agreed = Upgraded {
+                let agreed = Handshake {
                     protocol: Some("chat".into()),
                     headers: Vec::new(),
                 };
