@@ -27,7 +27,7 @@ for arg in "$@"; do
 done
 [ ${#roles[@]} -eq 0 ] && roles=(server client mio)
 
-cargo build --release --quiet -p sockeye-tokio --bin sockeye --example autobahn_client
+cargo build --release --quiet -p sockeye-gateway --bin sockeye -p sockeye-tokio --example autobahn_client
 cargo build --release --quiet -p sockeye-mio --example echo_server
 
 free_port() {

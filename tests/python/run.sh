@@ -32,7 +32,7 @@ fi
 py="$venv/bin/python"
 
 # ---- the Rust side ----------------------------------------------------------
-cargo build --release --quiet -p sockeye-tokio --bin sockeye --example interop_client
+cargo build --release --quiet -p sockeye-gateway --bin sockeye -p sockeye-tokio --example interop_client
 sockeye="$root/target/release/sockeye"
 rust_client="$root/target/release/examples/interop_client"
 

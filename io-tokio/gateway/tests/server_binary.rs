@@ -302,14 +302,16 @@ async fn sigterm_closes_connections_with_1001_and_exits_0() {
 
     let signalled = Instant::now();
     server.terminate();
-    for (i, ws) in clients.iter_mut().enumerate() {
+    for (i, mut ws) in clients.into_iter().enumerate() {
         let close = within("close 1001", ws.next()).await.unwrap().unwrap();
         assert_eq!(
             close,
             Message::Close(Some(close_frame(1001, "server shutting down"))),
             "client {i}"
         );
-        // Reading on sends tungstenite's reply; then the server closes TCP.
+        // Reading on sends tungstenite's reply; then the server ends its
+        // side, and the client, done, drops its socket: the end of stream
+        // the server waits for before it lets go of the connection.
         assert!(within("end", ws.next()).await.is_none(), "client {i}");
     }
     let status = server.wait_exit(DRAIN + Duration::from_secs(5));
