@@ -288,8 +288,9 @@ const BLOCK: usize = 16 * 1024;
 const LARGE: usize = 64 * 1024;
 
 /// The least room a message starts with. Small messages share it, which
-/// saves each the two allocations of a buffer of its own (23 % of the core's
-/// instructions in a 16 B echo); a message the application keeps holds the
+/// saves each the two allocations of a buffer of its own (in a small-message
+/// echo they were a large share of the core's work: BENCHMARKS.md, "Small
+/// messages share one buffer"); a message the application keeps holds the
 /// whole chunk alive.
 const SMALL_CHUNK: usize = 1024;
 

@@ -7,9 +7,9 @@
 //!
 //! A portable x86-64 build may only assume SSE2, so on x86-64 the loops are
 //! compiled a second time for AVX2 and chosen at run time for payloads of
-//! [`WIDE`] bytes or more. In a 1 MiB echo server, unmasking is the largest
-//! cost outside the kernel; AVX2 took it from about 10 % to 7.5–8 % of the
-//! server's CPU (BENCHMARKS.md).
+//! [`WIDE`] bytes or more. In a large-message echo server, unmasking is
+//! the largest cost outside the kernel, and the AVX2 loops cut it
+//! (BENCHMARKS.md, "AVX2 masking chosen at run time").
 
 use std::mem::MaybeUninit;
 

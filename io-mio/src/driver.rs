@@ -107,14 +107,12 @@ const MAX_SLICES: usize = 64;
 /// Under load the driver reads its connections in turn, each up to its
 /// [read budget](Self::with_read_budget) per round. The kernel sizes a
 /// socket's receive buffer by how much the application takes at a time, so
-/// a busy connection's buffer settles near a round's worth (2–4 MiB with
-/// the default budget). A peer that keeps more than that in flight meets a
+/// a busy connection's buffer settles near a round's worth. A peer that keeps more than that in flight meets a
 /// zero window and waits, and over loopback its queued data is then sent
 /// from the reading side's CPU when the window reopens. A fixed `SO_RCVBUF`
 /// on the listener, which accepted connections inherit, holds what peers
-/// keep in flight: in `BENCHMARKS.md`, ten connections echoing 1 MiB
-/// messages eight at a time moved 1.3–1.5 times as much with 4 MiB as
-/// without. A fixed size switches the kernel's tuning off for those
+/// keep in flight, and moves more when they keep much in flight
+/// (BENCHMARKS.md, "1 MiB: taking turns"). A fixed size switches the kernel's tuning off for those
 /// sockets, and `net.core.rmem_max` caps it, so size it for the traffic you
 /// expect.
 ///
@@ -254,10 +252,9 @@ impl Driver {
     /// others get their turn (at least one read's worth). The default, 1 MiB,
     /// keeps the driver fair: a peer that never stops sending cannot hold up
     /// the rest. A larger budget lets a busy connection read more per turn,
-    /// so a few connections move while the others wait: in `BENCHMARKS.md`,
-    /// 1 MiB echoes over 10 connections had a p99 latency of 177–317 ms with
-    /// a 64 MiB budget against 22–26 ms with the default, and moved less
-    /// (1 644–2 087 against 2 200–2 490 MB/s).
+    /// so a few connections move while the others wait: their tail latency
+    /// grows, and in our measurements the total moved did not (BENCHMARKS.md,
+    /// "1 MiB: taking turns").
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -26,7 +26,7 @@ use crate::Error;
 
 /// Bytes read per call, into a buffer on the stack: the core copies what it
 /// keeps, so an idle connection holds no read buffer at all. Large reads
-/// move large messages faster (BENCHMARKS.md, "Read sizes"); they fit
+/// move large messages faster (BENCHMARKS.md, "256 KiB reads"); they fit
 /// easily in tokio's 2 MiB worker stacks (a runtime built with much smaller
 /// `thread_stack_size` would need this lowered).
 const READ_CHUNK: usize = 256 * 1024;
