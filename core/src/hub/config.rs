@@ -159,7 +159,10 @@ mod tests {
     fn unusable_limits_are_refused_by_name() {
         let cases: [(fn(&mut HubConfig), &str); 6] = [
             (|c| c.max_connections = 0, "max_connections"),
-            (|c| c.max_connections_per_user = 0, "max_connections_per_user"),
+            (
+                |c| c.max_connections_per_user = 0,
+                "max_connections_per_user",
+            ),
             (|c| c.queue_budget = 100, "queue_budget"),
             (|c| c.max_client_message = 10, "max_client_message"),
             (|c| c.max_streams = 0, "max_streams"),

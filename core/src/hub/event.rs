@@ -60,9 +60,15 @@ impl Event {
     /// Parses.
     pub fn parse(name: &str, data: serde_json::Value) -> Result<Self, Error> {
         if name.is_empty() {
-            return Err(Error::InvalidEventName { name: name.into(), reason: "empty" });
+            return Err(Error::InvalidEventName {
+                name: name.into(),
+                reason: "empty",
+            });
         }
-        Ok(Self::Custom(CustomEvent { name: name.into(), data }))
+        Ok(Self::Custom(CustomEvent {
+            name: name.into(),
+            data,
+        }))
     }
     /// Validates.
     pub fn validate(&self) -> Result<(), Error> {

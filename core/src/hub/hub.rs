@@ -27,6 +27,17 @@ use crate::CloseCode;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionId(u64);
 
+/// The most hubs that can share one [`Streams`](super::Streams).
+pub const MAX_SHARDS: usize = 256;
+
+impl ConnectionId {
+    /// The index of the hub the connection is in (see [`Hub::shard`]), which
+    /// is where the streams' answers for it go.
+    pub fn shard(self) -> usize {
+        (self.0 % MAX_SHARDS as u64) as usize
+    }
+}
+
 impl fmt::Display for ConnectionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
@@ -62,7 +73,10 @@ impl Identity {
     }
 
     /// The same user, allowed the topics of `patterns`.
-    pub fn with_topics<'a>(self, patterns: impl IntoIterator<Item = &'a str>) -> Result<Self, Error> {
+    pub fn with_topics<'a>(
+        self,
+        patterns: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, Error> {
         let topics = patterns
             .into_iter()
             .map(TopicPattern::new)
@@ -178,6 +192,7 @@ pub enum Output {
 /// ```
 pub struct Hub {
     config: HubConfig,
+    shard: u64,
     slots: Vec<Option<Conn>>,
     free: Vec<usize>,
     ids: HashMap<ConnectionId, usize>,
@@ -200,6 +215,9 @@ struct Conn {
     errors: u32,
     /// The `welcome` went out (so the streams started).
     welcomed: bool,
+    /// What came before the `welcome` could: answers, and subscriptions
+    /// ready to start. The `welcome` is the first message of a connection.
+    early: Vec<Early>,
     /// Told to close: nothing more is queued.
     closing: bool,
 }
@@ -214,6 +232,11 @@ struct Sub {
     /// The client's request id, for `subscribed`.
     request: Option<RequestId>,
     resume: bool,
+}
+
+enum Early {
+    Message(Bytes),
+    Start(u32),
 }
 
 enum SubState {
@@ -234,10 +257,26 @@ const USER_SUB: u32 = 0;
 const ALL_SUB: u32 = 1;
 
 impl Hub {
-    /// A hub with no connections.
+    /// A hub with no connections, the only one on its [`Streams`](super::Streams).
     pub fn new(config: HubConfig) -> Result<Self, Error> {
+        Self::shard(config, 0)
+    }
+
+    /// Hub number `index` of several on one [`Streams`](super::Streams):
+    /// the connection ids of each are its own ([`ConnectionId::shard`]
+    /// gives `index` back). Put all the connections of a user on one hub
+    /// (by a hash of the user id, say), so that the per-user limit, which
+    /// each hub counts, is the user's.
+    pub fn shard(config: HubConfig, index: usize) -> Result<Self, Error> {
         config.validate()?;
+        if index >= MAX_SHARDS {
+            return Err(Error::Config {
+                field: "shard index",
+                reason: "must be below 256",
+            });
+        }
         Ok(Self {
+            shard: index as u64,
             config,
             slots: Vec::new(),
             free: Vec::new(),
@@ -268,7 +307,7 @@ impl Hub {
                 limit: self.config.max_connections_per_user,
             });
         }
-        let id = ConnectionId(self.next_id);
+        let id = ConnectionId(self.next_id * MAX_SHARDS as u64 + self.shard);
         self.next_id += 1;
         let system = |sub_id, stream, resume: Option<Position>| Sub {
             id: sub_id,
@@ -298,6 +337,7 @@ impl Hub {
             queue: Queue::new(self.config.queue_budget),
             errors: 0,
             welcomed: false,
+            early: Vec::new(),
             closing: false,
         };
         let slot = match self.free.pop() {
@@ -310,7 +350,12 @@ impl Hub {
                 self.slots.len() - 1
             }
         };
-        let user = self.slots[slot].as_ref().expect("just put").identity.user.clone();
+        let user = self.slots[slot]
+            .as_ref()
+            .expect("just put")
+            .identity
+            .user
+            .clone();
         self.users.entry(user).or_default().push(slot);
         self.ids.insert(id, slot);
         self.connections += 1;
@@ -337,11 +382,12 @@ impl Hub {
             if let Stream::Topic(topic) = &sub.stream {
                 self.forget_subscriber(topic, slot);
             }
-            self.outputs.push_back(Output::Request(Request::Unsubscribe {
-                connection,
-                user: conn.identity.user.clone(),
-                stream: sub.stream,
-            }));
+            self.outputs
+                .push_back(Output::Request(Request::Unsubscribe {
+                    connection,
+                    user: conn.identity.user.clone(),
+                    stream: sub.stream,
+                }));
         }
         Ok(())
     }
@@ -402,7 +448,10 @@ impl Hub {
                 topic,
                 position,
                 id,
-            } => self.answer(connection, protocol::published(&topic, position, id.as_ref())),
+            } => self.answer(
+                connection,
+                protocol::published(&topic, position, id.as_ref()),
+            ),
             Reply::Refused {
                 connection,
                 stream,
@@ -520,7 +569,9 @@ impl Hub {
                 if !conn.identity.may_subscribe(&topic) {
                     return Err(refuse(
                         ErrorCode::Forbidden,
-                        format!("subscribe: {topic:?} is not among the topics this user may subscribe to"),
+                        format!(
+                            "subscribe: {topic:?} is not among the topics this user may subscribe to"
+                        ),
                         &id,
                     ));
                 }
@@ -575,18 +626,21 @@ impl Hub {
                 }
                 let user = conn.identity.user.clone();
                 self.drop_subscription(slot, &topic);
-                self.outputs.push_back(Output::Request(Request::Unsubscribe {
-                    connection,
-                    user,
-                    stream: Stream::Topic(topic.clone()),
-                }));
+                self.outputs
+                    .push_back(Output::Request(Request::Unsubscribe {
+                        connection,
+                        user,
+                        stream: Stream::Topic(topic.clone()),
+                    }));
                 self.queue_message(slot, protocol::unsubscribed(&topic, id.as_ref()));
             }
             ClientMessage::Presence { topic, id } => {
                 if !conn.identity.may_subscribe(&topic) {
                     return Err(refuse(
                         ErrorCode::Forbidden,
-                        format!("presence: {topic:?} is not among the topics this user may subscribe to"),
+                        format!(
+                            "presence: {topic:?} is not among the topics this user may subscribe to"
+                        ),
                         &id,
                     ));
                 }
@@ -607,14 +661,18 @@ impl Hub {
                 if !conn.identity.may_subscribe(&topic) {
                     return Err(refuse(
                         ErrorCode::Forbidden,
-                        format!("publish: {topic:?} is not among the topics this user may subscribe to"),
+                        format!(
+                            "publish: {topic:?} is not among the topics this user may subscribe to"
+                        ),
                         &id,
                     ));
                 }
                 if !self.config.namespace(topic.namespace()).client_publish {
                     return Err(refuse(
                         ErrorCode::PublishDisabled,
-                        format!("publish: the namespace of {topic:?} does not take publishes from clients"),
+                        format!(
+                            "publish: the namespace of {topic:?} does not take publishes from clients"
+                        ),
                         &id,
                     ));
                 }
@@ -633,7 +691,11 @@ impl Hub {
         let conn = self.conn_mut(slot);
         conn.errors += 1;
         if conn.errors > self.config.max_errors {
-            self.close(slot, super::close_codes::TOO_MANY_ERRORS, "too many invalid messages");
+            self.close(
+                slot,
+                super::close_codes::TOO_MANY_ERRORS,
+                "too many invalid messages",
+            );
             return;
         }
         self.queue_message(slot, protocol::error(refusal));
@@ -647,7 +709,9 @@ impl Hub {
 
     /// Removes a topic subscription from a connection and the topic's list.
     fn drop_subscription(&mut self, slot: usize, topic: &Topic) {
-        self.conn_mut(slot).subs.retain(|s| s.stream.topic() != Some(topic));
+        self.conn_mut(slot)
+            .subs
+            .retain(|s| s.stream.topic() != Some(topic));
         self.forget_subscriber(topic, slot);
     }
 
@@ -681,6 +745,7 @@ impl Hub {
         let SubState::Waiting { held } = std::mem::replace(&mut sub.state, SubState::Live) else {
             unreachable!("checked above");
         };
+        let sub_id = sub.id;
         if stream.topic().is_none() {
             sub.state = SubState::Answered {
                 held,
@@ -688,18 +753,39 @@ impl Hub {
                 recovery,
             };
             self.welcome_when_answered(slot);
-            return;
+        } else if !conn.welcomed {
+            sub.state = SubState::Answered {
+                held,
+                position,
+                recovery,
+            };
+            conn.early.push(Early::Start(sub_id));
+        } else {
+            self.start_topic(slot, sub_id, position, recovery, held);
         }
-        let topic = stream.topic().expect("a topic").clone();
+    }
+
+    /// Queues a topic's `subscribed`, then starts it.
+    fn start_topic(
+        &mut self,
+        slot: usize,
+        sub_id: u32,
+        position: Position,
+        recovery: Recovery,
+        held: Vec<Entry>,
+    ) {
+        let conn = self.conn_mut(slot);
+        let Some(sub) = conn.subs.iter_mut().find(|s| s.id == sub_id) else {
+            return;
+        };
+        let topic = sub.stream.topic().expect("a topic").clone();
         let start = Start {
             position,
             recovered: sub
                 .resume
                 .then_some(matches!(recovery, Recovery::Recovered(_))),
         };
-        let request = sub.request.take();
-        let message = protocol::subscribed(&topic, &start, request.as_ref());
-        let sub_id = sub.id;
+        let message = protocol::subscribed(&topic, &start, sub.request.take().as_ref());
         self.queue_message(slot, message);
         self.start(slot, sub_id, position, recovery, held);
     }
@@ -729,13 +815,40 @@ impl Hub {
             let recovered = sub
                 .resume
                 .then_some(matches!(recovery, Recovery::Recovered(_)));
-            starts.push((sub.stream.wire_name(), Start { position, recovered }));
+            starts.push((
+                sub.stream.wire_name(),
+                Start {
+                    position,
+                    recovered,
+                },
+            ));
             pending.push((sub.id, position, recovery, held));
         }
         let message = protocol::welcome(conn.id, &conn.identity.user, &starts);
+        let early = std::mem::take(&mut conn.early);
         self.queue_message(slot, message);
         for (sub, position, recovery, held) in pending {
             self.start(slot, sub, position, recovery, held);
+        }
+        for item in early {
+            match item {
+                Early::Message(message) => self.queue_message(slot, message),
+                Early::Start(sub_id) => {
+                    let Some(sub) = self.conn_mut(slot).subs.iter_mut().find(|s| s.id == sub_id)
+                    else {
+                        continue;
+                    };
+                    let SubState::Answered {
+                        held,
+                        position,
+                        recovery,
+                    } = std::mem::replace(&mut sub.state, SubState::Live)
+                    else {
+                        continue;
+                    };
+                    self.start_topic(slot, sub_id, position, recovery, held);
+                }
+            }
         }
     }
 
@@ -757,7 +870,9 @@ impl Hub {
                 self.queue_entry(slot, entry);
             }
         }
-        for entry in held.iter().filter(|e| e.position.offset > position.offset) {
+        // Those at or before the start are in the replay, or before the
+        // subscription: `offer` skips them.
+        for entry in &held {
             self.offer(slot, sub_id, entry);
         }
     }
@@ -824,8 +939,25 @@ impl Hub {
     }
 
     fn queue_message(&mut self, slot: usize, message: Bytes) {
+        let budget = self.config.queue_budget;
         let conn = self.conn_mut(slot);
         if conn.closing {
+            return;
+        }
+        if !conn.welcomed {
+            let early: usize = conn
+                .early
+                .iter()
+                .map(|item| match item {
+                    Early::Message(m) => m.len(),
+                    Early::Start(_) => 0,
+                })
+                .sum();
+            if early + message.len() > budget {
+                self.close(slot, super::close_codes::SLOW_CONSUMER, "too far behind");
+            } else {
+                conn.early.push(Early::Message(message));
+            }
             return;
         }
         let was_empty = conn.queue.is_empty();

@@ -54,7 +54,7 @@ mod topic;
 pub use config::{HubConfig, Namespace};
 pub use error::Error;
 pub use event::{CustomEvent, Event, Priority};
-pub use hub::{ConnectionId, Hub, Identity, Output, Resume};
+pub use hub::{ConnectionId, Hub, Identity, MAX_SHARDS, Output, Resume};
 pub use protocol::{ClientMessage, ErrorCode, Refusal, RequestId};
 pub use streams::{
     Entry, Epoch, MAX_RECIPIENTS, Position, Publication, Recovery, Reply, Request, Streams, Target,

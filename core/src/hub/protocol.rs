@@ -197,9 +197,8 @@ impl ClientMessage {
             _ => {
                 let name = reader.string("event")?;
                 let data = reader.fields.remove("data").unwrap_or(Value::Null);
-                let event = Event::parse(&name, data).map_err(|e| {
-                    reader.refuse(ErrorCode::InvalidEvent, format!("publish: {e}"))
-                })?;
+                let event = Event::parse(&name, data)
+                    .map_err(|e| reader.refuse(ErrorCode::InvalidEvent, format!("publish: {e}")))?;
                 Self::Publish { topic, event, id }
             }
         };
@@ -259,9 +258,8 @@ impl Reader {
 
     fn topic(&mut self) -> Result<Topic, Refusal> {
         let name = self.string("topic")?;
-        Topic::new(&name).map_err(|e| {
-            self.refuse(ErrorCode::InvalidTopic, format!("{}: {e}", self.kind))
-        })
+        Topic::new(&name)
+            .map_err(|e| self.refuse(ErrorCode::InvalidTopic, format!("{}: {e}", self.kind)))
     }
 
     fn resume(&mut self) -> Result<Option<Position>, Refusal> {
@@ -380,7 +378,10 @@ pub(crate) struct Start {
 /// The `welcome` message.
 pub(crate) fn welcome(connection: ConnectionId, user: &UserId, streams: &[(&str, Start)]) -> Bytes {
     let mut out = String::with_capacity(192);
-    let _ = write!(out, "{{\"type\":\"welcome\",\"connection\":\"{connection}\",\"user\":");
+    let _ = write!(
+        out,
+        "{{\"type\":\"welcome\",\"connection\":\"{connection}\",\"user\":"
+    );
     string(&mut out, user.as_str());
     out.push_str(",\"streams\":{");
     for (i, (name, start)) in streams.iter().enumerate() {
@@ -427,11 +428,7 @@ pub(crate) fn unsubscribed(topic: &Topic, id: Option<&RequestId>) -> Bytes {
 
 /// The `presence` answer: each user in the topic with its subscribed
 /// connections.
-pub(crate) fn presence(
-    topic: &Topic,
-    users: &[(UserId, usize)],
-    id: Option<&RequestId>,
-) -> Bytes {
+pub(crate) fn presence(topic: &Topic, users: &[(UserId, usize)], id: Option<&RequestId>) -> Bytes {
     let mut out = String::with_capacity(64 + users.len() * 24);
     out.push_str("{\"type\":\"presence\",\"topic\":");
     string(&mut out, topic.as_str());

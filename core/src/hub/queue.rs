@@ -10,10 +10,10 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
+use super::Stream;
 use super::event::Priority;
 use super::protocol;
 use super::streams::{Entry, Epoch};
-use super::Stream;
 
 /// What became of an item offered to the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,7 +204,10 @@ impl Queue {
         self.bytes -= message.len();
         let before = index.checked_sub(1).and_then(|i| self.slots.get_mut(i));
         if let Some(Slot::Gap {
-            stream: s, epoch: e, to, ..
+            stream: s,
+            epoch: e,
+            to,
+            ..
         }) = before
             && *s == stream
             && *e == epoch

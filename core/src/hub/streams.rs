@@ -312,7 +312,11 @@ impl Streams {
     /// Publishes an event: gives it the next offset of each stream it goes
     /// to, keeps it in history, and queues its delivery. Returns the
     /// position in each stream, in the order of the target's users.
-    pub fn publish(&mut self, now: Instant, publication: Publication) -> Result<Vec<Position>, Error> {
+    pub fn publish(
+        &mut self,
+        now: Instant,
+        publication: Publication,
+    ) -> Result<Vec<Position>, Error> {
         let Publication {
             target,
             event,
@@ -343,10 +347,17 @@ impl Streams {
         // Every stream must be there before any gets the event: a publish
         // is whole or not at all. The targets are made the streams idle
         // the shortest, so making room for one never forgets another.
-        let missing = streams.iter().filter(|s| !self.streams.contains_key(s)).count();
+        let missing = streams
+            .iter()
+            .filter(|s| !self.streams.contains_key(s))
+            .count();
         let idle_targets = streams
             .iter()
-            .filter(|s| self.streams.get(s).is_some_and(|state| state.idle_since.is_some()))
+            .filter(|s| {
+                self.streams
+                    .get(s)
+                    .is_some_and(|state| state.idle_since.is_some())
+            })
             .count();
         let room = self.config.max_streams - self.streams.len();
         if missing > room + (self.idle.len() - idle_targets) {
@@ -447,7 +458,11 @@ impl Streams {
             let Some(state) = self.streams.get_mut(&stream) else {
                 continue;
             };
-            while state.history.front().is_some_and(|kept| kept.expires <= now) {
+            while state
+                .history
+                .front()
+                .is_some_and(|kept| kept.expires <= now)
+            {
                 let kept = state.history.pop_front().expect("there is a front");
                 state.history_bytes -= kept.entry.message.len();
             }
