@@ -60,6 +60,8 @@ mod error;
 mod event;
 pub mod frame;
 mod handshake;
+#[cfg(feature = "hub")]
+pub mod hub;
 mod mask;
 mod message;
 mod outbox;
