@@ -65,7 +65,10 @@ pub enum Error {
     },
     /// A typed event must carry exactly one of these fields, and it carried
     /// none or several.
-    #[error("`{event}` must have exactly one of the fields {}", quoted(fields))]
+    #[error(
+        "`{event}` must have exactly one of the fields {}",
+        list(fields, '`', " and ")
+    )]
     ExactlyOneOf {
         /// The event's name.
         event: &'static str,
@@ -97,16 +100,17 @@ pub enum Error {
     },
 }
 
-/// `a`, `b` and `c` for messages that list field names.
-fn quoted(fields: &[&str]) -> String {
+/// `items` for a message: each between `quote`s, separated by commas, and
+/// the last two by `last` (` and `, ` or `).
+pub(super) fn list(items: &[&str], quote: char, last: &str) -> String {
     let mut out = String::new();
-    for (i, field) in fields.iter().enumerate() {
+    for (i, item) in items.iter().enumerate() {
         if i > 0 {
-            out.push_str(if i + 1 == fields.len() { " and " } else { ", " });
+            out.push_str(if i + 1 == items.len() { last } else { ", " });
         }
-        out.push('`');
-        out.push_str(field);
-        out.push('`');
+        out.push(quote);
+        out.push_str(item);
+        out.push(quote);
     }
     out
 }

@@ -78,6 +78,8 @@
 //! client); it reads the typed events and then runs [`Event::validate`].
 //! Every failure is an [`Error`] naming the event and the field:
 //!
+//! * a typed event's data must be a JSON object ([`Error::NotAnObject`]); a
+//!   custom event's may be any JSON value;
 //! * a required field that is absent is [`Error::MissingField`], and a field
 //!   of the wrong type [`Error::InvalidField`];
 //! * a field the schema does not define is [`Error::UnknownField`]. Unknown
@@ -104,47 +106,61 @@
 //!
 //! ## Mapping onto AG-UI
 //!
-//! Each of our fields has one counterpart in [AG-UI]'s event schema, so an
-//! AG-UI output format is a function of the event alone, with no state.
+//! Our events map onto [AG-UI]'s field by field, so an AG-UI output format
+//! is a function of each event alone, keeping no state between them:
 //!
-//! | Our event and field            | AG-UI event                          | AG-UI field       |
-//! |--------------------------------|--------------------------------------|-------------------|
-//! | `agent_started.run_id`         | `RUN_STARTED`                        | `runId`           |
-//! | `agent_started.thread_id`      | `RUN_STARTED`                        | `threadId` ¹      |
-//! | `agent_started.parent_run_id`  | `RUN_STARTED`                        | `parentRunId`     |
-//! | `agent_thinking.message_id`    | `REASONING_MESSAGE_*`                | `messageId`       |
-//! | `agent_thinking.delta`         | `REASONING_MESSAGE_CHUNK`            | `delta`           |
-//! | `agent_thinking.text`          | `REASONING_MESSAGE_START`, `_CONTENT`, `_END` | `delta` of `_CONTENT` |
-//! | `tool_executing.tool_call_id`  | `TOOL_CALL_START`, `_ARGS`, `_END`   | `toolCallId`      |
-//! | `tool_executing.tool_name`     | `TOOL_CALL_START`                    | `toolCallName`    |
-//! | `tool_executing.parent_message_id` | `TOOL_CALL_START`                | `parentMessageId` |
-//! | `tool_executing.input`         | `TOOL_CALL_ARGS`                     | `delta`, as JSON text |
-//! | `tool_completed.tool_call_id`  | `TOOL_CALL_RESULT`                   | `toolCallId`      |
-//! | `tool_completed.message_id`    | `TOOL_CALL_RESULT`                   | `messageId` ²     |
-//! | `tool_completed.result`        | `TOOL_CALL_RESULT`                   | `content` ³       |
-//! | `agent_completed.run_id`, `.thread_id` (`ok`) | `RUN_FINISHED`        | `runId`, `threadId` ¹ |
-//! | `agent_completed.response` (`ok`) | `RUN_FINISHED`                    | `result`          |
-//! | `agent_completed.error.message` (`error`) | `RUN_ERROR`               | `message`         |
-//! | `agent_completed.error.code` (`error`) | `RUN_ERROR`                  | `code`            |
-//! | `agent_completed` (`cancelled`) | `RUN_ERROR`                         | `code`: `"cancelled"` ⁴ |
-//! | custom event name              | `CUSTOM`                             | `name`            |
-//! | custom event data              | `CUSTOM`                             | `value`           |
+//! | Our event           | AG-UI events                                                         |
+//! |---------------------|----------------------------------------------------------------------|
+//! | `agent_started`     | `RUN_STARTED`                                                        |
+//! | `agent_thinking`    | with `delta`: `REASONING_MESSAGE_CHUNK`; with `text`: `REASONING_MESSAGE_START`, `REASONING_MESSAGE_CONTENT`, `REASONING_MESSAGE_END` |
+//! | `tool_executing`    | `TOOL_CALL_START`, `TOOL_CALL_ARGS`, `TOOL_CALL_END`                 |
+//! | `tool_completed`    | `TOOL_CALL_RESULT`                                                   |
+//! | `agent_completed`   | `ok`: `RUN_FINISHED`; `error` and `cancelled`: `RUN_ERROR`           |
+//! | custom              | `CUSTOM`                                                             |
+//!
+//! | Our field                          | AG-UI field                                        |
+//! |------------------------------------|----------------------------------------------------|
+//! | `agent_started.run_id`             | `RUN_STARTED.runId`                                |
+//! | `agent_started.thread_id`          | `RUN_STARTED.threadId` ¹                           |
+//! | `agent_started.parent_run_id`      | `RUN_STARTED.parentRunId`                          |
+//! | `agent_thinking.message_id`        | `messageId` of each `REASONING_MESSAGE_*`          |
+//! | `agent_thinking.delta`             | `REASONING_MESSAGE_CHUNK.delta`                    |
+//! | `agent_thinking.text`              | `REASONING_MESSAGE_CONTENT.delta`                  |
+//! | `tool_executing.tool_call_id`      | `toolCallId` of each `TOOL_CALL_*`                 |
+//! | `tool_executing.tool_name`         | `TOOL_CALL_START.toolCallName`                     |
+//! | `tool_executing.parent_message_id` | `TOOL_CALL_START.parentMessageId`                  |
+//! | `tool_executing.input`             | `TOOL_CALL_ARGS.delta`, as JSON text               |
+//! | `tool_completed.tool_call_id`      | `TOOL_CALL_RESULT.toolCallId`                      |
+//! | `tool_completed.message_id`        | `TOOL_CALL_RESULT.messageId` ²                     |
+//! | `tool_completed.result`            | `TOOL_CALL_RESULT.content` ³                       |
+//! | `agent_completed.run_id`           | `RUN_FINISHED.runId`                               |
+//! | `agent_completed.thread_id`        | `RUN_FINISHED.threadId` ¹                          |
+//! | `agent_completed.response`         | `RUN_FINISHED.result`                              |
+//! | `agent_completed.error.message`    | `RUN_ERROR.message`                                |
+//! | `agent_completed.error.code`       | `RUN_ERROR.code`                                   |
+//! | `agent_completed.status`           | which event; `cancelled` is `RUN_ERROR` with `code` `"cancelled"` and `message` `"run cancelled"` ⁴ |
+//! | custom event name                  | `CUSTOM.name`                                      |
+//! | custom event data                  | `CUSTOM.value`                                     |
 //!
 //! 1. AG-UI requires `threadId`; when we have none, the formatter uses the
 //!    `run_id`, so that a thread of one run stands for a run without one.
+//!    Both events of a run do the same, so they agree.
 //! 2. AG-UI requires `messageId` on a tool result; when we have none, the
 //!    formatter uses the `tool_call_id`, which is already unique per result.
 //! 3. `content` is a string in AG-UI: a string `result` goes as it is, any
 //!    other JSON as its text.
-//! 4. AG-UI has no cancelled outcome; a cancelled run ends with `RUN_ERROR`.
+//! 4. AG-UI has no cancelled outcome, and a run must end with `RUN_FINISHED`
+//!    or `RUN_ERROR`; a stopped run did not finish.
 //!
-//! `run_id` and `thread_id` on the thinking and tool events, and `tool_name`
-//! on `tool_completed`, repeat what the run's `RUN_STARTED` and the call's
-//! `TOOL_CALL_START` already said in AG-UI. We carry them on every event
-//! because our clients may join mid-run or read one stream event by event;
-//! AG-UI has no field for them there, and the formatter leaves them out.
-//! AG-UI also has no sequence numbers or resume: the hub's envelope adds
-//! them.
+//! Some of our fields have no AG-UI field, because AG-UI says them once per
+//! run or per call and we say them on every event: `run_id` and `thread_id`
+//! on the thinking and tool events and on a failed or cancelled
+//! `agent_completed` (AG-UI events belong to the run its `RUN_STARTED`
+//! opened), and `tool_name` on `tool_completed` (AG-UI names the tool on
+//! `TOOL_CALL_START`). We repeat them because our clients may subscribe or
+//! resume mid-run and read the stream one event at a time; the formatter
+//! leaves them out. AG-UI has no sequence numbers or resume either: the
+//! hub's envelope adds them.
 //!
 //! [AG-UI]: https://docs.ag-ui.com/concepts/events
 
@@ -157,6 +173,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Error;
+use super::error::list;
 
 /// How much an event matters when a slow connection's queue must drop some.
 ///
@@ -280,11 +297,12 @@ impl AgentStarted {
 
 /// `agent_thinking`: the agent's reasoning, whole or a piece at a time.
 ///
-/// Exactly one of `text` and `delta` is present. `text` is the reasoning so
-/// far in full, and replaces what the UI shows for `message_id`; `delta` is
-/// the next piece, to append to it. Two fields rather than one with a flag,
-/// so that a client can tell the two apart by looking at the keys, and an
-/// AG-UI formatter can tell a chunk from a whole message.
+/// Exactly one of `text` and `delta` is present. `text` is the whole of the
+/// reasoning block `message_id`, in one event; `delta` is the next piece of
+/// it, to append to the pieces before. A block is sent one way or the
+/// other, not both. Two fields rather than one with a flag, so that a client
+/// sees which it got from the keys alone, and so that the Rust type and the
+/// JSON have the same shape.
 ///
 /// ```
 /// use serde_json::json;
@@ -323,7 +341,7 @@ pub struct AgentThinking {
     /// reason more than once, and a delta is meaningless without knowing
     /// which block it extends.
     pub message_id: String,
-    /// The whole reasoning text so far. May be empty.
+    /// The whole text of the block. May be empty.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     /// The next piece of reasoning text. Not empty, because an empty piece
@@ -1089,25 +1107,12 @@ fn describe_unexpected(unexpected: &Unexpected<'_>) -> String {
     }
 }
 
-/// `"ok", "error" or "cancelled"`.
-fn one_of(names: &[&str]) -> String {
-    let mut out = String::new();
-    for (i, name) in names.iter().enumerate() {
-        if i > 0 {
-            out.push_str(if i + 1 == names.len() { " or " } else { ", " });
-        }
-        out.push('"');
-        out.push_str(name);
-        out.push('"');
-    }
-    out
-}
-
 /// A deserialization failure with its field path, as a value.
 #[derive(Debug)]
 struct DeError {
-    /// The dotted path of the object holding the failure, outermost first;
-    /// empty at the event's top level.
+    /// Where in the event's data, as a dotted path (empty for the data
+    /// object itself): for `Missing` and `Unknown` the object that lacks or
+    /// has the field, for `Invalid` the value at fault.
     path: String,
     kind: DeErrorKind,
 }
@@ -1197,7 +1202,7 @@ impl de::Error for DeError {
     fn unknown_variant(_variant: &str, expected: &'static [&'static str]) -> Self {
         DeError::invalid(format!(
             "expected {}, found another string",
-            one_of(expected)
+            list(expected, '"', " or ")
         ))
     }
 
@@ -1283,7 +1288,7 @@ impl<'de> de::Deserializer<'de> for ValueDeserializer {
             Value::String(s) => visitor.visit_enum(s.into_deserializer()),
             other => Err(DeError::invalid(format!(
                 "expected {}, found {}",
-                one_of(variants),
+                list(variants, '"', " or "),
                 describe(&other)
             ))),
         }
