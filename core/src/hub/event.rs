@@ -1076,9 +1076,9 @@ fn typed<T: DeserializeOwned>(event: &'static str, data: Value) -> Result<T, Err
     T::deserialize(ValueDeserializer(data)).map_err(|e| e.into_error(event))
 }
 
-/// "a string", "an object", ...: what a value is, for messages. Values are
-/// not quoted in messages, so that a huge or private one never ends up in
-/// an error sent back to a publisher or written to a log.
+/// "a string", "an object", ...: what a value is, for messages. Messages
+/// quote field and event names but never values: a value can be large, and
+/// it is the user's data, which has no business in a log line.
 fn describe(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
