@@ -157,7 +157,8 @@ mod tests {
 
     #[test]
     fn unusable_limits_are_refused_by_name() {
-        let cases: [(fn(&mut HubConfig), &str); 6] = [
+        type Edit = fn(&mut HubConfig);
+        let cases: [(Edit, &str); 6] = [
             (|c| c.max_connections = 0, "max_connections"),
             (
                 |c| c.max_connections_per_user = 0,

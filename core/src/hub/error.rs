@@ -3,7 +3,9 @@
 use super::ConnectionId;
 
 /// What went wrong with a call into the hub: a refused connection, an
-/// invalid name, a publish that cannot be made, a setting that cannot work.
+/// invalid name, an event that fails its checks (each message names the
+/// event and the field; see [`Event::parse`](super::event::Event::parse)),
+/// a publish that cannot be made, a setting that cannot work.
 ///
 /// A refusal of a new connection carries the HTTP status to answer the
 /// upgrade request with ([`Error::http_status`]); nothing is refused
@@ -21,6 +23,7 @@ use super::ConnectionId;
 /// # Ok::<(), Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A setting that cannot work.
     #[error("hub setting `{field}` {reason}")]
@@ -83,13 +86,77 @@ pub enum Error {
         /// [`HubConfig::max_streams`](super::HubConfig::max_streams).
         limit: usize,
     },
-    /// An event name that cannot be used.
+    /// A typed event's data was not a JSON object.
+    #[error("`{event}` data must be a JSON object, found {found}")]
+    NotAnObject {
+        /// The event's name.
+        event: &'static str,
+        /// What the data was instead: `an array`, `a string`, `null`, ...
+        found: &'static str,
+    },
+    /// A typed event lacks a field it requires. Some fields are required only
+    /// with a given `status` of
+    /// [`AgentCompleted`](super::event::AgentCompleted).
+    #[error("`{event}` is missing the required field `{field}`")]
+    MissingField {
+        /// The event's name.
+        event: &'static str,
+        /// The field's path in the data.
+        field: String,
+    },
+    /// A typed event has a field its schema does not define.
+    #[error("`{event}` has no field `{field}`")]
+    UnknownField {
+        /// The event's name.
+        event: &'static str,
+        /// The field's path in the data.
+        field: String,
+    },
+    /// A typed event's field has the wrong type or a value that is not
+    /// allowed.
+    #[error("`{event}` field `{field}` is invalid: {reason}")]
+    InvalidField {
+        /// The event's name.
+        event: &'static str,
+        /// The field's path in the data.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A typed event must carry exactly one of these fields, and it carried
+    /// none or several.
+    #[error(
+        "`{event}` must have exactly one of the fields {}",
+        list(fields, '`', " and ")
+    )]
+    ExactlyOneOf {
+        /// The event's name.
+        event: &'static str,
+        /// The fields of which one, and only one, must be present.
+        fields: &'static [&'static str],
+    },
+    /// A custom event's name breaks the naming rule (see
+    /// [`CustomEvent`](super::event::CustomEvent)).
     #[error("invalid event name {name:?}: {reason}")]
     InvalidEventName {
-        /// The name, cut to 64 bytes.
+        /// The name as given.
         name: String,
-        /// What is wrong with it.
-        reason: &'static str,
+        /// Which part of the rule it breaks.
+        reason: String,
+    },
+    /// A custom event used the name of one of the typed events.
+    #[error("event name {name:?} belongs to a typed event and cannot name a custom event")]
+    ReservedEventName {
+        /// The name as given.
+        name: String,
+    },
+    /// A string is not one of the four priorities.
+    #[error(
+        "unknown priority {value:?}, expected one of \"low\", \"normal\", \"high\", \"critical\""
+    )]
+    InvalidPriority {
+        /// The string as given.
+        value: String,
     },
 }
 
@@ -105,8 +172,30 @@ impl Error {
             | Self::InvalidUser { .. }
             | Self::InvalidPattern { .. }
             | Self::Recipients { .. }
-            | Self::InvalidEventName { .. } => 400,
+            | Self::NotAnObject { .. }
+            | Self::MissingField { .. }
+            | Self::UnknownField { .. }
+            | Self::InvalidField { .. }
+            | Self::ExactlyOneOf { .. }
+            | Self::InvalidEventName { .. }
+            | Self::ReservedEventName { .. }
+            | Self::InvalidPriority { .. } => 400,
             Self::Config { .. } | Self::UnknownConnection(_) => 500,
         }
     }
+}
+
+/// `items` for a message: each between `quote`s, separated by commas, and
+/// the last two by `last` (` and `, ` or `).
+pub(super) fn list(items: &[&str], quote: char, last: &str) -> String {
+    let mut out = String::new();
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(if i + 1 == items.len() { last } else { ", " });
+        }
+        out.push(quote);
+        out.push_str(item);
+        out.push(quote);
+    }
+    out
 }

@@ -462,8 +462,15 @@ impl Hub {
                 };
                 match stream {
                     Some(Stream::Topic(topic)) => {
+                        // The answer to the client's subscribe, with its id.
+                        let id = self
+                            .conn_mut(slot)
+                            .subs
+                            .iter_mut()
+                            .find(|s| s.stream.topic() == Some(&topic))
+                            .and_then(|s| s.request.take());
                         self.drop_subscription(slot, &topic);
-                        self.refuse(slot, &refusal);
+                        self.refuse(slot, &Refusal { id, ..refusal });
                     }
                     // Without its own streams a connection is of no use.
                     Some(_) => self.close(slot, CloseCode::TRY_AGAIN_LATER, "the hub is full"),

@@ -53,7 +53,10 @@ mod topic;
 
 pub use config::{HubConfig, Namespace};
 pub use error::Error;
-pub use event::{CustomEvent, Event, Priority};
+pub use event::{
+    AgentCompleted, AgentStarted, AgentThinking, CustomEvent, Event, Priority, RunError, RunStatus,
+    ToolCompleted, ToolExecuting,
+};
 pub use hub::{ConnectionId, Hub, Identity, MAX_SHARDS, Output, Resume};
 pub use protocol::{ClientMessage, ErrorCode, Refusal, RequestId};
 pub use streams::{

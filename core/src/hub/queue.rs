@@ -202,18 +202,22 @@ impl Queue {
             unreachable!("a class list names only queued events");
         };
         self.bytes -= message.len();
-        let before = index.checked_sub(1).and_then(|i| self.slots.get_mut(i));
-        if let Some(Slot::Gap {
-            stream: s,
-            epoch: e,
-            to,
-            ..
-        }) = before
+        // A gap just before grows, and moves here: the slot it leaves is
+        // empty, and the next drop (usually of the next slot) finds it
+        // just before again.
+        if let Some(before) = index.checked_sub(1)
+            && let Slot::Gap {
+                stream: s,
+                epoch: e,
+                to,
+                ..
+            } = &mut self.slots[before]
             && *s == stream
             && *e == epoch
             && *to + 1 == offset
         {
             *to = offset;
+            self.slots.swap(before, index);
             return;
         }
         if let Some(Slot::Gap {
