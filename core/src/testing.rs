@@ -585,6 +585,9 @@ pub enum Length {
     SixtyFour,
     /// This value in the 64-bit form, whatever the payload's length.
     Declared(u64),
+    /// This value in the shortest form that holds it, whatever the
+    /// payload's length.
+    Claimed(u64),
 }
 
 /// A frame, built byte by byte without the core's encoder, so that tests
@@ -706,23 +709,28 @@ impl Frame {
         let mut wire =
             vec![(u8::from(self.fin) << 7) | ((self.rsv & 7) << 4) | (self.opcode & 0xF)];
         let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
-        match self.length {
-            Length::Shortest if len < 126 => wire.push(mask_bit | len as u8),
-            Length::Shortest if len <= 0xFFFF => {
+        // The value written, and in how many bits.
+        let shortest = |n: u64| match n {
+            0..126 => 7,
+            126..=0xFFFF => 16,
+            _ => 64,
+        };
+        let (value, bits) = match self.length {
+            Length::Shortest => (len, shortest(len)),
+            Length::Sixteen => (len, 16),
+            Length::SixtyFour => (len, 64),
+            Length::Declared(declared) => (declared, 64),
+            Length::Claimed(claimed) => (claimed, shortest(claimed)),
+        };
+        match bits {
+            7 => wire.push(mask_bit | value as u8),
+            16 => {
                 wire.push(mask_bit | 126);
-                wire.extend((len as u16).to_be_bytes());
+                wire.extend((value as u16).to_be_bytes());
             }
-            Length::Sixteen => {
-                wire.push(mask_bit | 126);
-                wire.extend((len as u16).to_be_bytes());
-            }
-            Length::Shortest | Length::SixtyFour => {
+            _ => {
                 wire.push(mask_bit | 127);
-                wire.extend(len.to_be_bytes());
-            }
-            Length::Declared(declared) => {
-                wire.push(mask_bit | 127);
-                wire.extend(declared.to_be_bytes());
+                wire.extend(value.to_be_bytes());
             }
         }
         let start = match self.mask {
