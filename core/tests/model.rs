@@ -1161,22 +1161,26 @@ impl Sim {
     /// handshake has timed out).
     fn settle(&mut self) -> Outcome {
         while self.deliver_due()? | self.fire_timers()? {}
-        for side in BOTH {
-            let peer = self.peer(side);
-            if !peer.driven() {
-                continue;
-            }
-            if let Some(deadline) = peer.deadline() {
-                ensure!(
-                    self.now < deadline,
-                    "{side:?} still {:?} at {} ms, its deadline was {} ms",
-                    peer.state,
-                    ms(self.now),
-                    ms(deadline)
-                );
-            }
+        for (side, peer, deadline) in self.deadlines() {
+            ensure!(
+                self.now < deadline,
+                "{side:?} still {:?} at {} ms, its deadline was {} ms",
+                peer.state,
+                ms(self.now),
+                ms(deadline)
+            );
         }
         Ok(())
+    }
+
+    /// Each driven side with the deadline ([`Peer::deadline`]) by which it
+    /// must leave its state.
+    fn deadlines(&self) -> impl Iterator<Item = (Side, &Peer, Duration)> {
+        BOTH.into_iter().filter_map(|side| {
+            let peer = self.peer(side);
+            let deadline = peer.driven().then(|| peer.deadline()).flatten()?;
+            Some((side, peer, deadline))
+        })
     }
 
     /// The next time anything is due: a deliverable chunk or a timer.
@@ -1195,22 +1199,16 @@ impl Sim {
     /// Moves the clock. Jumping past a driven side's deadline means its
     /// timer was armed too late (or not at all): fail here, with the times.
     fn advance(&mut self, to: Duration) -> Outcome {
-        for side in BOTH {
-            let peer = self.peer(side);
-            if !peer.driven() {
-                continue;
-            }
-            if let Some(deadline) = peer.deadline() {
-                ensure!(
-                    to <= deadline,
-                    "{side:?} in {:?} must act by {} ms, but nothing is due before {} ms \
-                     (poll_timeout {:?})",
-                    peer.state,
-                    ms(deadline),
-                    ms(to),
-                    peer.endpoint.conn.poll_timeout().map(|t| ms(t - base()))
-                );
-            }
+        for (side, peer, deadline) in self.deadlines() {
+            ensure!(
+                to <= deadline,
+                "{side:?} in {:?} must act by {} ms, but nothing is due before {} ms \
+                 (poll_timeout {:?})",
+                peer.state,
+                ms(deadline),
+                ms(to),
+                peer.endpoint.conn.poll_timeout().map(|t| ms(t - base()))
+            );
         }
         self.now = to;
         self.settle()

@@ -239,9 +239,13 @@ fn open_pair(
 /// What one side's outbox holds and what its application should have seen,
 /// as the protocol (and the engine's documented queueing) predicts it:
 ///
-/// * a transmit is, in order: a queued ping, else a queued pong, else the
+/// * a frame is, in order: a queued ping, else a queued pong, else the
 ///   next fragment of the front message, else the close frame; nothing
 ///   follows the close frame;
+/// * where a message is cut is the engine's choice, within the rule: each
+///   fragment at most `fragment_size` (the whole message without one), none
+///   empty but that of an empty message; the fragments' concatenation is
+///   the message the receiver must report;
 /// * every received ping is answered while at most [`PENDING_PONGS`] pongs
 ///   wait, the oldest being dropped beyond that (§5.5.3 allows answering
 ///   only the latest); none is answered once a close frame is queued;
@@ -302,7 +306,10 @@ impl Wire {
 }
 
 impl Model {
-    fn poll(&mut self) -> Option<Wire> {
+    /// The next frame, if any. `written` is the payload length of the frame
+    /// the engine wrote, if it wrote one: a data fragment takes that length
+    /// once it is checked against the rule.
+    fn poll(&mut self, written: Option<usize>) -> Option<Wire> {
         if self.close_out {
             return None;
         }
@@ -315,9 +322,16 @@ impl Model {
         if let Some(message) = self.data.front() {
             let total = message.len();
             let start = self.front_sent;
-            let end = self
-                .fragment_size
-                .map_or(total, |size| total.min(start + size));
+            let left = total - start;
+            let len = written.unwrap_or(left);
+            assert!(
+                len <= left
+                    && (len > 0 || left == 0)
+                    && self.fragment_size.map_or(len == left, |size| len <= size),
+                "a fragment of {len} bytes, with {left} left and fragment size {:?}",
+                self.fragment_size
+            );
+            let end = start + len;
             let opcode = match (start, message) {
                 (0, Message::Text(_)) => 0x1,
                 (0, Message::Binary(_)) => 0x2,
@@ -597,7 +611,9 @@ impl Talk {
         let mut wire = Vec::new();
         let mut moved = 0;
         while max.is_none_or(|max| moved < max) {
-            match (write_frame(&mut src.endpoint, &mut sizes), src.model.poll()) {
+            let written = write_frame(&mut src.endpoint, &mut sizes);
+            let len = written.as_ref().map(|(frame, _)| frame.payload.len());
+            match (written, src.model.poll(len)) {
                 (None, None) => break,
                 (Some((frame, bytes)), Some(model)) => {
                     let shape = (frame.fin, frame.opcode, frame.payload.len());
