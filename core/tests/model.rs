@@ -191,8 +191,9 @@ enum Op {
     /// It shuts down its writing side: the peer gets EOF after the bytes in
     /// flight; its later output is discarded; it still reads.
     HalfClose(Side),
-    /// Once closed, it does not close its transport (a driver that forgets
-    /// to, a lost FIN): its peer never gets EOF.
+    /// It ignores the core's transport actions and never shuts its
+    /// transport (a driver with a teardown policy of its own, a lost FIN):
+    /// its peer never gets EOF.
     Linger(Side),
 }
 
