@@ -149,7 +149,10 @@ impl Endpoint {
             _ => config.max_message_size + 125 + crate::frame::MAX_HEADER_LEN,
         };
         let held = self.conn.buffered_input();
-        assert!(held <= bound, "buffered_input {held} > {bound}, events drained");
+        assert!(
+            held <= bound,
+            "buffered_input {held} > {bound}, events drained"
+        );
     }
 
     /// One write of at most `max` bytes of what the connection offers;
@@ -345,9 +348,9 @@ impl Grammar {
                 assert!(self.open && self.close_received.is_none(), "{closed:?}");
                 abnormal();
             }
-            Some(
-                Error::PeerUnresponsive(_) | Error::UnexpectedEof | Error::Transport { .. },
-            ) => abnormal(),
+            Some(Error::PeerUnresponsive(_) | Error::UnexpectedEof | Error::Transport { .. }) => {
+                abnormal()
+            }
             None if closed.clean => {
                 let frame = self.close_received.as_ref().expect("clean without a close");
                 assert_eq!((&closed.code, &closed.reason), (&frame.code, &frame.reason));
@@ -427,6 +430,7 @@ impl Grammar {
 #[derive(Debug, Clone)]
 pub struct Wire {
     role: Role,
+    written: usize,
     /// Bytes of an incomplete head or frame.
     unread: Vec<u8>,
     /// The HTTP head (blank line included), once complete.
@@ -446,6 +450,7 @@ impl Wire {
     pub fn new(role: Role, state: State) -> Self {
         Self {
             role,
+            written: 0,
             unread: Vec::new(),
             // An upgraded connection starts with frames.
             head: (state != State::Handshaking).then(Vec::new),
@@ -476,8 +481,18 @@ impl Wire {
             .map(|frame| &frame.payload[..])
     }
 
+    /// How many bytes were written.
+    pub fn written(&self) -> usize {
+        self.written
+    }
+
     /// Reads the next bytes written.
     pub fn read(&mut self, bytes: &[u8]) {
+        self.written += bytes.len();
+        self.take(bytes);
+    }
+
+    fn take(&mut self, bytes: &[u8]) {
         if self.head.is_some() && self.status().is_some_and(|s| s != 101) {
             self.body.extend_from_slice(bytes);
             return;
@@ -490,7 +505,7 @@ impl Wire {
             let (head, rest) = (head.to_vec(), rest.to_vec());
             self.head = Some(head);
             self.unread.clear();
-            return self.read(&rest);
+            return self.take(&rest);
         }
         let (frames, rest) = read_frames(&self.unread);
         self.unread = rest.to_vec();
@@ -543,7 +558,10 @@ fn check_close_payload(payload: &[u8]) {
     let code = CloseCode::new(u16::from_be_bytes(*code));
     assert!(code.is_valid_on_wire(), "close code {code:?}");
     assert!(reason.len() <= MAX_CLOSE_REASON);
-    assert!(std::str::from_utf8(reason).is_ok(), "close reason {reason:?}");
+    assert!(
+        std::str::from_utf8(reason).is_ok(),
+        "close reason {reason:?}"
+    );
 }
 
 /// One direction of the in-memory transport.

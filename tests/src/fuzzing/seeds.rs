@@ -18,8 +18,8 @@ use std::collections::BTreeSet;
 use std::io;
 use std::path::Path;
 
-use sockeye_core::frame::Role;
-use sockeye_core::{Config, Connection};
+use sockeye_core::testing::{Endpoint, base_instant};
+use sockeye_core::{Config, Connection, Role};
 
 use super::SplitMix64;
 use super::handshake::CLIENT_SEED;
@@ -323,15 +323,9 @@ fn server_handshakes(seeds: &mut Vec<Seed>) {
 /// The `Sec-WebSocket-Key` the client of [`super::handshake_client`] sends.
 fn client_key() -> String {
     let request = super::check::client_request();
-    let now = std::time::Instant::now();
-    let mut client =
-        Connection::client(request, Config::default(), CLIENT_SEED, now).expect("valid");
-    let transmit = client.poll_transmit().expect("the request");
-    let text = String::from_utf8(transmit.payload().to_vec()).expect("ASCII");
-    text.lines()
-        .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
-        .expect("a key")
-        .to_owned()
+    let now = base_instant();
+    let conn = Connection::client(request, Config::default(), CLIENT_SEED, now).expect("valid");
+    super::check::request_key(&Endpoint::new(conn).drain(now).wire)
 }
 
 /// Control bytes for [`super::handshake_client`]: a chunking seed, a mode
