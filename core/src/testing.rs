@@ -348,9 +348,12 @@ impl Grammar {
                 assert!(self.open && self.close_received.is_none(), "{closed:?}");
                 abnormal();
             }
-            Some(Error::PeerUnresponsive(_) | Error::UnexpectedEof | Error::Transport { .. }) => {
-                abnormal()
+            // The heartbeat runs only while open.
+            Some(Error::PeerUnresponsive(_)) => {
+                assert!(self.open, "{closed:?}");
+                abnormal();
             }
+            Some(Error::UnexpectedEof | Error::Transport { .. }) => abnormal(),
             None if closed.clean => {
                 let frame = self.close_received.as_ref().expect("clean without a close");
                 assert_eq!((&closed.code, &closed.reason), (&frame.code, &frame.reason));
@@ -396,6 +399,9 @@ impl Grammar {
             self.closed,
             "the Closed state and the Closed event disagree"
         );
+        if self.open {
+            assert!(state >= State::Open, "Open in {state:?}");
+        }
         self.state = state;
     }
 
@@ -507,6 +513,10 @@ impl Wire {
             self.unread.clear();
             return self.take(&rest);
         }
+        assert!(
+            self.close().is_none() || bytes.is_empty(),
+            "bytes after the close frame"
+        );
         let (frames, rest) = read_frames(&self.unread);
         self.unread = rest.to_vec();
         for frame in frames {
