@@ -12,7 +12,9 @@
 //!   not read yet and fails its transport ([`Pair::resets`]).
 //! * [`Frame`]: frames built byte by byte, independently of the core's
 //!   encoder, flaws included; [`read_frames`] parses what an endpoint wrote,
-//!   independently of the core's decoder.
+//!   independently of the core's decoder, and [`Wire`] reads an endpoint's
+//!   whole output that way, checking it against what RFC 6455 lets a sender
+//!   write.
 //!
 //! ```
 //! use sockeye_core::testing::{Frame, Pair};
@@ -79,7 +81,7 @@ impl Output {
 }
 
 /// A connection driven as its contract says, with every output checked
-/// against the [`Grammar`].
+/// against the [`Grammar`] and every byte it writes read by its [`Wire`].
 #[derive(Debug)]
 pub struct Endpoint {
     /// The connection, for inputs and calls.
