@@ -409,32 +409,24 @@ fn frames(seeds: &mut Vec<Seed>) {
             vec![0x88, 0x05, 0x03, 0xe8, b'b', b'y', b'e'],
         ),
         ("close-empty-masked", server, masked(Frame::empty_close())),
-        (
-            "close-1-byte",
-            server,
-            masked(Frame::new(0x8, b"\x03".to_vec())),
-        ),
-        (
-            "close-1005",
-            server,
-            masked(Frame::new(0x8, b"\x03\xed".to_vec())),
-        ),
+        ("close-1-byte", server, masked(Frame::new(0x8, b"\x03"))),
+        ("close-1005", server, masked(Frame::new(0x8, b"\x03\xed"))),
         (
             "close-bad-reason",
             server,
-            masked(Frame::new(0x8, b"\x03\xe8\xff".to_vec())),
+            masked(Frame::new(0x8, b"\x03\xe8\xff")),
         ),
         (
             "text-invalid-utf8",
             server,
-            masked(Frame::new(0x1, b"\xc3\x28".to_vec())),
+            masked(Frame::new(0x1, b"\xc3\x28")),
         ),
         (
             "text-split-code-point",
             server,
             [
-                masked(Frame::new(0x1, b"\xe2\x82".to_vec()).fin(false)),
-                masked(Frame::continuation(b"\xac".to_vec())),
+                masked(Frame::new(0x1, b"\xe2\x82").fin(false)),
+                masked(Frame::continuation(b"\xac")),
             ]
             .concat(),
         ),
