@@ -15,16 +15,14 @@
 //! Pin it to a core (`taskset -c 1 cargo bench ...`) for steadier numbers.
 
 use std::hint::black_box;
-use std::io::IoSlice;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use criterion::measurement::WallTime;
 use criterion::{BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
-use sockeye_core::frame::{Decoded, Decoder, Header, Opcode, Role};
-use sockeye_core::{
-    Accept, ClientRequest, Config, Connection, Event, Message, TransmitQueue, Utf8Bytes, apply_mask,
-};
+use sockeye_core::frame::{Decoded, Decoder, Opcode, Role};
+use sockeye_core::testing::{Endpoint, Frame, Pair, write_all};
+use sockeye_core::{Config, Connection, Event, Message, Utf8Bytes, apply_mask};
 
 const SIZES: [usize; 4] = [16, 1 << 10, 64 << 10, 1 << 20];
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -71,19 +69,11 @@ fn text_payload(unit: &str, size: usize) -> String {
     text
 }
 
-/// One masked, final frame as a client sends it. Masked bytewise here so the
-/// input does not depend on the `apply_mask` under test.
+/// One masked, final frame as a client sends it, built by the shared frame
+/// builder so the input does not depend on the encoder or the `apply_mask`
+/// under test.
 fn client_frame(opcode: Opcode, payload: &[u8]) -> Vec<u8> {
-    let header = Header {
-        fin: true,
-        rsv: 0,
-        opcode,
-        mask: Some(KEY),
-        payload_len: payload.len() as u64,
-    };
-    let mut frame = header.encode().as_slice().to_vec();
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ KEY[i % 4]));
-    frame
+    Frame::new(opcode.as_u8(), payload).masked(KEY).encode()
 }
 
 // ---- operations, shared by criterion and the summary table ------------------
@@ -151,55 +141,22 @@ fn simd_validate(bytes: &[u8]) -> Option<usize> {
     }
 }
 
-const UPGRADE_REQUEST: &[u8] = b"GET /bench HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
-    Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-    Sec-WebSocket-Version: 13\r\n\r\n";
-
-fn accept_request(server: &mut Connection) {
-    match server.poll_event() {
-        Some(Event::Request(_)) => server.accept(Accept::default()).expect("accept"),
-        other => panic!("expected an upgrade request, got {other:?}"),
-    }
-    assert!(matches!(server.poll_event(), Some(Event::Open(_))));
-}
-
 /// A server connection past the handshake, its 101 response taken.
 fn open_server(now: Instant) -> Connection {
-    let mut server = Connection::server(Config::default(), now).expect("config");
-    server.handle_input(now, UPGRADE_REQUEST);
-    accept_request(&mut server);
-    let response = server.poll_transmit().expect("101 response");
-    assert!(response.payload().starts_with(b"HTTP/1.1 101"));
-    server
+    Endpoint::open_server(Config::default(), now).conn
 }
 
 /// A client connection past the handshake, done against a real server
 /// connection so the response is whatever the server really sends.
-fn open_client(now: Instant) -> Connection {
-    let request = ClientRequest::new("localhost", 9001, "/bench");
-    let mut client = Connection::client(request, Config::default(), 42, now).expect("client");
-    let mut server = Connection::server(Config::default(), now).expect("config");
-    server.handle_input(
-        now,
-        client.poll_transmit().expect("upgrade request").payload(),
-    );
-    accept_request(&mut server);
-    client.handle_input(now, server.poll_transmit().expect("101 response").payload());
-    assert!(matches!(client.poll_event(), Some(Event::Open(_))));
-    client
+fn open_client() -> (Connection, Instant) {
+    let pair = Pair::new(Config::default(), Config::default()).open();
+    (pair.client.conn, pair.now)
 }
 
-/// What a driver does with a message: queue it, take the transmit, hand the
-/// parts to a vectored write (here, nowhere), and consume them.
+/// What a driver does with a message: queue it, and write out its frame.
 fn send_and_drain(conn: &mut Connection, now: Instant, message: Message) -> usize {
     conn.send(now, message).expect("open connection");
-    let mut transmit = conn.poll_transmit().expect("a frame");
-    let mut slices = [IoSlice::new(&[]); 2];
-    let parts = transmit.chunks_vectored(&mut slices);
-    black_box(&slices[..parts]);
-    let written = transmit.remaining();
-    transmit.advance(written);
-    written
+    write_all(conn, now)
 }
 
 /// Messages in flight per connection in the echo benchmark, as in
@@ -214,7 +171,6 @@ fn echo_op(size: usize) -> impl FnMut() -> usize {
     let now = Instant::now();
     let burst = client_frame(Opcode::Binary, &binary_payload(size)).repeat(BURST);
     let mut server = open_server(now);
-    let mut out = TransmitQueue::default();
     move || {
         server.handle_input(now, black_box(&burst));
         while let Some(event) = server.poll_event() {
@@ -223,18 +179,7 @@ fn echo_op(size: usize) -> impl FnMut() -> usize {
             };
             server.send(now, message).expect("open connection");
         }
-        while let Some(transmit) = server.poll_transmit() {
-            out.push(transmit);
-        }
-        let mut written = 0;
-        while out.has_remaining() {
-            let mut slices = [IoSlice::new(&[]); 64];
-            let parts = out.chunks_vectored(&mut slices);
-            let n: usize = black_box(&slices[..parts]).iter().map(|s| s.len()).sum();
-            out.advance(n);
-            written += n;
-        }
-        written
+        write_all(&mut server, now)
     }
 }
 
@@ -325,7 +270,7 @@ fn bench_encode(c: &mut Criterion) {
 
         // Masked, and the application still holds the message (a broadcast,
         // a retry): the payload must be copied before it is masked.
-        let mut client = open_client(now);
+        let (mut client, now) = open_client();
         group.bench_function(BenchmarkId::new("client_shared", label(size)), |b| {
             b.iter(|| send_and_drain(&mut client, now, message.clone()))
         });

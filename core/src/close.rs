@@ -17,6 +17,7 @@ use std::fmt;
 /// assert!(!CloseCode::new(1016).is_valid_on_wire()); // unassigned
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct CloseCode(u16);
 
 impl CloseCode {

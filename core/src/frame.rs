@@ -25,6 +25,7 @@ pub enum Role {
 
 /// A frame opcode (§5.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum Opcode {
     /// 0x0: a later fragment of a text or binary message.
     Continuation,

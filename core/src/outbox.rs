@@ -8,7 +8,7 @@ use std::io::IoSlice;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::frame::{EncodedHeader, Header, Opcode, Role};
+use crate::frame::{EncodedHeader, Header, MAX_HEADER_LEN, Opcode, Role};
 use crate::mask::{apply_mask, extend_masked};
 use crate::message::Message;
 use crate::random::SplitMix64;
@@ -99,6 +99,8 @@ pub(crate) struct Outbox {
     staged: VecDeque<Transmit>,
     /// Small transmits framed after the last of `staged`, copied together.
     small: BytesMut,
+    /// `small` holds an HTTP head: its buffer goes once written.
+    small_http: bool,
     /// Bytes in `staged` and `small` not yet written.
     staged_bytes: usize,
 }
@@ -119,6 +121,7 @@ impl Outbox {
             queued: 0,
             staged: VecDeque::new(),
             small: BytesMut::new(),
+            small_http: false,
             staged_bytes: 0,
         }
     }
@@ -201,6 +204,9 @@ impl Outbox {
         self.pongs.shrink_to_fit();
         self.data.shrink_to_fit();
         self.staged.shrink_to_fit();
+        if self.small.is_empty() {
+            self.small = BytesMut::new();
+        }
     }
 
     /// Fills `dst` with the bytes to write next, framing more of the queue
@@ -255,8 +261,16 @@ impl Outbox {
             self.small.advance(n);
         }
         if self.staged_bytes == 0 {
-            // An idle connection keeps no buffer.
-            self.small = BytesMut::new();
+            if self.small_http {
+                // An open connection that has sent no frame keeps no buffer.
+                self.small = BytesMut::new();
+                self.small_http = false;
+            } else {
+                // Kept for the next burst, or a steady stream of small frames
+                // would allocate once per write; `release_buffers` gives it
+                // back when the peer falls silent.
+                self.small.clear();
+            }
         }
     }
 
@@ -268,9 +282,14 @@ impl Outbox {
         self.staged_bytes += len;
         if len <= COPY_MAX {
             if self.small.capacity() == 0 {
-                // One allocation for a burst, not a growth per frame.
-                self.small.reserve(8 * COPY_MAX);
+                // One allocation for a burst, not a growth per frame: room
+                // for what is queued behind this transmit too, up to a
+                // bound, so a lone frame keeps a buffer of its own size only.
+                let frames = 1 + self.pings.len() + self.pongs.len() + self.data.len();
+                let burst = len + self.queued + frames * MAX_HEADER_LEN;
+                self.small.reserve(burst.min(8 * COPY_MAX));
             }
+            self.small_http |= transmit.header().is_empty();
             self.small.extend_from_slice(transmit.header());
             self.small.extend_from_slice(&transmit.payload);
             return;
@@ -443,6 +462,8 @@ mod tests {
         assert_eq!(offered(&mut outbox, 8), [b"\x01f".to_vec()]);
         outbox.advance(2);
         assert!(outbox.is_empty());
+        assert!(outbox.small.capacity() > 0, "kept for the next burst");
+        outbox.release_buffers();
         assert_eq!(outbox.small.capacity(), 0, "an idle outbox keeps no buffer");
     }
 

@@ -12,7 +12,9 @@
 //!   not read yet and fails its transport ([`Pair::resets`]).
 //! * [`Frame`]: frames built byte by byte, independently of the core's
 //!   encoder, flaws included; [`read_frames`] parses what an endpoint wrote,
-//!   independently of the core's decoder.
+//!   independently of the core's decoder, and [`Wire`] reads an endpoint's
+//!   whole output that way, checking it against what RFC 6455 lets a sender
+//!   write.
 //!
 //! ```
 //! use sockeye_core::testing::{Frame, Pair};
@@ -35,7 +37,8 @@ use std::io::IoSlice;
 use std::time::{Duration, Instant};
 
 use crate::{
-    ClientRequest, Closed, Config, Connection, Event, Handshake, Role, State, TransportAction,
+    ClientRequest, CloseCode, CloseFrame, Closed, Config, Connection, Error, Event, Handshake,
+    MAX_CLOSE_REASON, Message, Role, State, TransportAction,
 };
 
 /// A valid upgrade request, as a browser would send it.
@@ -78,12 +81,13 @@ impl Output {
 }
 
 /// A connection driven as its contract says, with every output checked
-/// against the [`Grammar`].
+/// against the [`Grammar`] and every byte it writes read by its [`Wire`].
 #[derive(Debug)]
 pub struct Endpoint {
     /// The connection, for inputs and calls.
     pub conn: Connection,
     grammar: Grammar,
+    wire: Wire,
     /// Most bytes one write takes; `None`: all that is offered.
     pub write_size: Option<usize>,
     /// Slices offered to one `poll_transmit`.
@@ -94,9 +98,11 @@ impl Endpoint {
     /// Drives `conn`.
     pub fn new(conn: Connection) -> Self {
         let grammar = Grammar::new(conn.role(), conn.state());
+        let wire = Wire::new(conn.role(), conn.state());
         Self {
             conn,
             grammar,
+            wire,
             write_size: None,
             slices: 64,
         }
@@ -132,7 +138,23 @@ impl Endpoint {
             events.push(event);
         }
         self.grammar.state(self.conn.state());
+        self.check_buffered_input();
         events
+    }
+
+    /// The bound `Connection::buffered_input` documents for a connection
+    /// whose events are drained.
+    fn check_buffered_input(&self) {
+        let config = self.conn.config();
+        let bound = match self.conn.state() {
+            State::Handshaking => 2 * config.max_handshake_size,
+            _ => config.max_message_size + 125 + crate::frame::MAX_HEADER_LEN,
+        };
+        let held = self.conn.buffered_input();
+        assert!(
+            held <= bound,
+            "buffered_input {held} > {bound}, events drained"
+        );
     }
 
     /// One write of at most `max` bytes of what the connection offers;
@@ -151,6 +173,7 @@ impl Endpoint {
         }
         drop(slices);
         self.grammar.wrote(wire.len());
+        self.wire.read(&wire);
         self.conn.handle_written(now, wire.len());
         wire
     }
@@ -189,6 +212,11 @@ impl Endpoint {
     pub fn grammar(&self) -> &Grammar {
         &self.grammar
     }
+
+    /// Everything the connection wrote, read back as its peer reads it.
+    pub fn wire(&self) -> &Wire {
+        &self.wire
+    }
 }
 
 /// The rules every connection's outputs follow, checked as they come out.
@@ -198,7 +226,13 @@ impl Endpoint {
 ///   comes at most once, and for a server only after a `Request`.
 /// * Messages, pings and pongs come only while open, and not after
 ///   `CloseReceived`, which comes at most once; `Drained` only while open.
-/// * `Closed` comes exactly once, and last.
+///   Text is UTF-8, ping and pong payloads at most 125 bytes, and a
+///   received close frame carries a code that may be sent (or none, and no
+///   reason) and a reason of at most 123 bytes.
+/// * `Closed` comes exactly once, and last, with the code its cause
+///   documents: a protocol error's own code, the peer's close frame's code
+///   and reason when clean, and `ABNORMAL` for anything else; handshake
+///   errors only before `Open`, in the role that reads that message.
 /// * Nothing is written after the transport was half-closed or closed.
 /// * `HalfClose` comes at most once, after `Closed`, and before `Close`;
 ///   `Close` comes once, after `Closed`.
@@ -210,7 +244,7 @@ pub struct Grammar {
     requests: usize,
     accepted_request: bool,
     open: bool,
-    close_received: bool,
+    close_received: Option<CloseFrame>,
     closed: bool,
     half_closed: bool,
     transport_closed: bool,
@@ -225,7 +259,7 @@ impl Grammar {
             requests: 0,
             accepted_request: false,
             open: state == State::Open,
-            close_received: false,
+            close_received: None,
             closed: false,
             half_closed: false,
             transport_closed: false,
@@ -252,17 +286,85 @@ impl Grammar {
             }
             Event::Message(_) | Event::Ping(_) | Event::Pong(_) => {
                 assert!(self.open, "{event:?} before Open");
-                assert!(!self.close_received, "{event:?} after CloseReceived");
+                assert!(
+                    self.close_received.is_none(),
+                    "{event:?} after CloseReceived"
+                );
+                match event {
+                    // `as_str` trusts the decoder's validation: check it.
+                    Event::Message(Message::Text(text)) => {
+                        assert!(std::str::from_utf8(text.as_bytes()).is_ok(), "{text:?}");
+                    }
+                    Event::Ping(payload) | Event::Pong(payload) => {
+                        assert!(payload.len() <= 125, "{event:?}");
+                    }
+                    _ => {}
+                }
             }
             Event::Drained => {
-                assert!(self.open && !self.close_received, "Drained while not open");
+                assert!(
+                    self.open && self.close_received.is_none(),
+                    "Drained while not open"
+                );
             }
-            Event::CloseReceived(_) => {
+            Event::CloseReceived(frame) => {
                 assert!(self.open, "CloseReceived before Open");
-                assert!(!self.close_received, "a second CloseReceived");
-                self.close_received = true;
+                assert!(self.close_received.is_none(), "a second CloseReceived");
+                assert!(frame.reason.len() <= MAX_CLOSE_REASON, "{frame:?}");
+                if frame.code == CloseCode::NO_STATUS {
+                    assert!(frame.reason.is_empty(), "{frame:?}");
+                } else {
+                    assert!(frame.code.is_valid_on_wire(), "{frame:?}");
+                }
+                self.close_received = Some(frame.clone());
             }
-            Event::Closed(_) => self.closed = true,
+            Event::Closed(closed) => {
+                self.check_closed(closed);
+                self.closed = true;
+            }
+        }
+    }
+
+    /// What `Closed` says, from what came before it.
+    fn check_closed(&self, closed: &Closed) {
+        assert!(closed.reason.len() <= MAX_CLOSE_REASON, "{closed:?}");
+        let abnormal = || {
+            assert_eq!(closed.code, CloseCode::ABNORMAL, "{closed:?}");
+            assert!(!closed.clean, "{closed:?}");
+        };
+        match &closed.error {
+            Some(Error::Protocol(e)) => {
+                assert!(self.open, "a protocol error before Open: {closed:?}");
+                assert_eq!(closed.code, e.close_code(), "{closed:?}");
+                assert!(!closed.clean, "{closed:?}");
+            }
+            Some(Error::Request(_)) => {
+                assert!(self.role == Role::Server && !self.open, "{closed:?}");
+                abnormal();
+            }
+            Some(Error::Response(_)) => {
+                assert!(self.role == Role::Client && !self.open, "{closed:?}");
+                abnormal();
+            }
+            Some(Error::CloseTimeout) => {
+                assert!(self.open && self.close_received.is_none(), "{closed:?}");
+                abnormal();
+            }
+            // The heartbeat runs only while open.
+            Some(Error::PeerUnresponsive(_)) => {
+                assert!(self.open, "{closed:?}");
+                abnormal();
+            }
+            Some(Error::UnexpectedEof | Error::Transport { .. }) => abnormal(),
+            None if closed.clean => {
+                let frame = self.close_received.as_ref().expect("clean without a close");
+                assert_eq!((&closed.code, &closed.reason), (&frame.code, &frame.reason));
+            }
+            // Only an answer to a request ends a connection without an error.
+            None => {
+                assert!(self.role == Role::Server && !self.open, "{closed:?}");
+                abnormal();
+            }
         }
     }
 
@@ -294,8 +396,13 @@ impl Grammar {
             "state went back from {:?} to {state:?}",
             self.state
         );
-        if state == State::Closed {
-            assert!(self.closed, "Closed state without the Closed event");
+        assert_eq!(
+            state == State::Closed,
+            self.closed,
+            "the Closed state and the Closed event disagree"
+        );
+        if self.open {
+            assert!(state >= State::Open, "Open in {state:?}");
         }
         self.state = state;
     }
@@ -314,6 +421,159 @@ impl Grammar {
     pub fn is_transport_closed(&self) -> bool {
         self.transport_closed
     }
+}
+
+/// What a connection wrote, read back as its peer reads it (with
+/// [`split_head`] and [`read_frames`], not the core's decoder), and checked
+/// against what RFC 6455 lets a sender write:
+///
+/// * a handshake connection writes its HTTP head first, once; after a
+///   server's non-101 answer the rest is its body;
+/// * every frame has no RSV bits, a known opcode, the shortest length form,
+///   and a mask exactly when a client sent it; control frames are final
+///   and at most 125 bytes; continuations continue a message, text is
+///   UTF-8, a close frame's code may be sent and its reason is UTF-8 of at
+///   most 123 bytes;
+/// * nothing follows the close frame.
+#[derive(Debug, Clone)]
+pub struct Wire {
+    role: Role,
+    written: usize,
+    /// Bytes of an incomplete head or frame.
+    unread: Vec<u8>,
+    /// The HTTP head (blank line included), once complete.
+    pub head: Option<Vec<u8>>,
+    /// What followed a server's non-101 answer.
+    pub body: Vec<u8>,
+    /// Every frame, in order.
+    pub frames: Vec<Frame>,
+    /// The data messages the frames make up, in order.
+    pub messages: Vec<Message>,
+    /// The message in progress: its first frame's opcode and its payload.
+    fragments: Option<(u8, Vec<u8>)>,
+}
+
+impl Wire {
+    /// The output of a connection in `role` that starts in `state`.
+    pub fn new(role: Role, state: State) -> Self {
+        Self {
+            role,
+            written: 0,
+            unread: Vec::new(),
+            // An upgraded connection starts with frames.
+            head: (state != State::Handshaking).then(Vec::new),
+            body: Vec::new(),
+            frames: Vec::new(),
+            messages: Vec::new(),
+            fragments: None,
+        }
+    }
+
+    /// The status of a response head, for a server.
+    pub fn status(&self) -> Option<u16> {
+        let rest = self.head.as_deref()?.strip_prefix(b"HTTP/1.1 ")?;
+        assert_eq!(rest.get(3), Some(&b' '), "a status line");
+        std::str::from_utf8(rest.get(..3)?).ok()?.parse().ok()
+    }
+
+    /// The close frame, once written.
+    pub fn close(&self) -> Option<&Frame> {
+        self.frames.last().filter(|frame| frame.opcode == 0x8)
+    }
+
+    /// The payloads of the frames with `opcode`, in order.
+    pub fn payloads(&self, opcode: u8) -> impl Iterator<Item = &[u8]> {
+        self.frames
+            .iter()
+            .filter(move |frame| frame.opcode == opcode)
+            .map(|frame| &frame.payload[..])
+    }
+
+    /// How many bytes were written.
+    pub fn written(&self) -> usize {
+        self.written
+    }
+
+    /// Reads the next bytes written.
+    pub fn read(&mut self, bytes: &[u8]) {
+        self.written += bytes.len();
+        self.take(bytes);
+    }
+
+    fn take(&mut self, bytes: &[u8]) {
+        if self.head.is_some() && self.status().is_some_and(|s| s != 101) {
+            self.body.extend_from_slice(bytes);
+            return;
+        }
+        self.unread.extend_from_slice(bytes);
+        if self.head.is_none() {
+            let Some((head, rest)) = split_head(&self.unread) else {
+                return;
+            };
+            let (head, rest) = (head.to_vec(), rest.to_vec());
+            self.head = Some(head);
+            self.unread.clear();
+            return self.take(&rest);
+        }
+        assert!(
+            self.close().is_none() || bytes.is_empty(),
+            "bytes after the close frame"
+        );
+        let (frames, rest) = read_frames(&self.unread);
+        self.unread = rest.to_vec();
+        for frame in frames {
+            self.frame(frame);
+        }
+    }
+
+    fn frame(&mut self, frame: Frame) {
+        assert!(self.close().is_none(), "{frame:?} after the close frame");
+        assert_eq!(frame.rsv, 0, "{frame:?}");
+        assert_eq!(frame.length, Length::Shortest, "{frame:?}");
+        assert_eq!(frame.mask.is_some(), self.role == Role::Client, "{frame:?}");
+        match frame.opcode {
+            0x8..=0xA => {
+                assert!(frame.fin && frame.payload.len() <= 125, "{frame:?}");
+                if frame.opcode == 0x8 {
+                    check_close_payload(&frame.payload);
+                }
+            }
+            0x0..=0x2 => {
+                let (opcode, mut payload) = match (frame.opcode, self.fragments.take()) {
+                    (0x0, Some(started)) => started,
+                    (0x1 | 0x2, None) => (frame.opcode, Vec::new()),
+                    _ => panic!("{frame:?} out of sequence"),
+                };
+                payload.extend_from_slice(&frame.payload);
+                if !frame.fin {
+                    self.fragments = Some((opcode, payload));
+                } else if opcode == 0x1 {
+                    let text = String::from_utf8(payload).expect("text is UTF-8");
+                    self.messages.push(Message::text(text));
+                } else {
+                    self.messages.push(Message::binary(payload));
+                }
+            }
+            _ => panic!("{frame:?}: a reserved opcode"),
+        }
+        self.frames.push(frame);
+    }
+}
+
+/// A close frame's payload: empty, or a code that may be sent and a short
+/// UTF-8 reason.
+fn check_close_payload(payload: &[u8]) {
+    let Some((code, reason)) = payload.split_first_chunk::<2>() else {
+        assert!(payload.is_empty(), "a one-byte close payload");
+        return;
+    };
+    let code = CloseCode::new(u16::from_be_bytes(*code));
+    assert!(code.is_valid_on_wire(), "close code {code:?}");
+    assert!(reason.len() <= MAX_CLOSE_REASON);
+    assert!(
+        std::str::from_utf8(reason).is_ok(),
+        "close reason {reason:?}"
+    );
 }
 
 /// One direction of the in-memory transport.
@@ -549,6 +809,24 @@ impl Pair {
     }
 }
 
+/// Writes everything `conn` offers, in vectored writes of up to 64 slices
+/// that take all they are given, and returns how many bytes that was. It
+/// allocates nothing and checks nothing, unlike [`Endpoint::drain`]: it is
+/// for benchmarks and allocation counts, which measure the connection alone.
+pub fn write_all(conn: &mut Connection, now: Instant) -> usize {
+    let mut written = 0;
+    loop {
+        let mut slices = [IoSlice::new(&[]); 64];
+        let n = conn.poll_transmit(&mut slices);
+        let len: usize = slices[..n].iter().map(|slice| slice.len()).sum();
+        if len == 0 {
+            return written;
+        }
+        conn.handle_written(now, len);
+        written += len;
+    }
+}
+
 /// One `Instant`, taken once, that every harness clock starts from, so that
 /// runs replay exactly.
 pub fn base_instant() -> Instant {
@@ -567,6 +845,9 @@ pub enum Length {
     SixtyFour,
     /// This value in the 64-bit form, whatever the payload's length.
     Declared(u64),
+    /// This value in the shortest form that holds it, whatever the
+    /// payload's length.
+    Claimed(u64),
 }
 
 /// A frame, built byte by byte without the core's encoder, so that tests
@@ -688,23 +969,28 @@ impl Frame {
         let mut wire =
             vec![(u8::from(self.fin) << 7) | ((self.rsv & 7) << 4) | (self.opcode & 0xF)];
         let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
-        match self.length {
-            Length::Shortest if len < 126 => wire.push(mask_bit | len as u8),
-            Length::Shortest if len <= 0xFFFF => {
+        // The value written, and in how many bits.
+        let shortest = |n: u64| match n {
+            0..126 => 7,
+            126..=0xFFFF => 16,
+            _ => 64,
+        };
+        let (value, bits) = match self.length {
+            Length::Shortest => (len, shortest(len)),
+            Length::Sixteen => (len, 16),
+            Length::SixtyFour => (len, 64),
+            Length::Declared(declared) => (declared, 64),
+            Length::Claimed(claimed) => (claimed, shortest(claimed)),
+        };
+        match bits {
+            7 => wire.push(mask_bit | value as u8),
+            16 => {
                 wire.push(mask_bit | 126);
-                wire.extend((len as u16).to_be_bytes());
+                wire.extend((value as u16).to_be_bytes());
             }
-            Length::Sixteen => {
-                wire.push(mask_bit | 126);
-                wire.extend((len as u16).to_be_bytes());
-            }
-            Length::Shortest | Length::SixtyFour => {
+            _ => {
                 wire.push(mask_bit | 127);
-                wire.extend(len.to_be_bytes());
-            }
-            Length::Declared(declared) => {
-                wire.push(mask_bit | 127);
-                wire.extend(declared.to_be_bytes());
+                wire.extend(value.to_be_bytes());
             }
         }
         let start = match self.mask {

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
+use sockeye_core::testing::{Endpoint, Frame, Output, split_head};
 use sockeye_core::{
-    Accept, ClientRequest, CloseCode, Closed, Config, Connection, Error, Event, Extension, Header,
-    Message, ProtocolError, RequestError, Response, ResponseError, State, Upgraded, UsageError,
-    accept_key,
+    ClientRequest, CloseCode, Closed, Config, Connection, Error, Event, Extension, Handshake,
+    Header, Message, ProtocolError, RequestError, Response, ResponseError, State, TransportAction,
+    UsageError, accept_key,
 };
 
 /// The key of RFC 6455 §1.3 and the accept value it gives.
@@ -28,47 +29,27 @@ const UPGRADE_HEADERS: [&str; 5] = [
 
 // ---- helpers -----------------------------------------------------------
 
-/// Everything a connection produced: all transmitted bytes, in order, and
-/// all events.
-#[derive(Debug, Default)]
-struct Output {
-    wire: Vec<u8>,
-    events: Vec<Event>,
-}
-
-impl Output {
-    fn is_empty(&self) -> bool {
-        self.wire.is_empty() && self.events.is_empty()
-    }
-}
-
-/// Takes every pending transmit and event.
-fn drain(conn: &mut Connection) -> Output {
-    let mut out = Output::default();
-    while let Some(transmit) = conn.poll_transmit() {
-        out.wire.extend_from_slice(transmit.header());
-        out.wire.extend_from_slice(transmit.payload());
-    }
-    while let Some(event) = conn.poll_event() {
-        out.events.push(event);
-    }
-    out
+/// Drains the outputs, at the connection's latest time.
+fn drain(conn: &mut Endpoint) -> Output {
+    let now = conn.conn.now();
+    conn.drain(now)
 }
 
 /// Feeds `input` in one call and drains the outputs.
-fn feed(conn: &mut Connection, now: Instant, input: &[u8]) -> Output {
-    conn.handle_input(now, input);
-    drain(conn)
+fn feed(conn: &mut Endpoint, now: Instant, input: &[u8]) -> Output {
+    conn.conn.handle_input(now, input);
+    conn.drain(now)
 }
 
 /// Feeds `input` in chunks of `size` bytes, draining after each, and returns
 /// everything produced.
-fn feed_chunked(conn: &mut Connection, now: Instant, input: &[u8], size: usize) -> Output {
+fn feed_chunked(conn: &mut Endpoint, now: Instant, input: &[u8], size: usize) -> Output {
     let mut all = Output::default();
     for chunk in input.chunks(size) {
         let out = feed(conn, now, chunk);
         all.wire.extend(out.wire);
         all.events.extend(out.events);
+        all.transport.extend(out.transport);
     }
     all
 }
@@ -122,11 +103,11 @@ struct Http {
 
 impl Http {
     fn parse(wire: &[u8]) -> Self {
-        let end = wire
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
+        let (head, body) = split_head(wire)
             .unwrap_or_else(|| panic!("no end of head in {:?}", String::from_utf8_lossy(wire)));
-        let head = std::str::from_utf8(&wire[..end]).expect("head is UTF-8");
+        let head = std::str::from_utf8(head)
+            .expect("head is UTF-8")
+            .trim_end_matches("\r\n");
         let mut lines = head.split("\r\n");
         let start_line = lines.next().unwrap().to_owned();
         let headers = lines
@@ -140,7 +121,7 @@ impl Http {
         Self {
             start_line,
             headers,
-            body: wire[end + 4..].to_vec(),
+            body: body.to_vec(),
         }
     }
 
@@ -196,15 +177,15 @@ fn abnormal(error: Option<Error>) -> Event {
     }))
 }
 
-fn server(config: Config, now: Instant) -> Connection {
-    Connection::server(config, now).expect("valid config")
+fn server(config: Config, now: Instant) -> Endpoint {
+    Endpoint::server(config, now)
 }
 
 /// Checks a server refusal: one response with `status`, the error's text as
 /// the body, then `Closed` with the error as the last event, and nothing
 /// more after further input.
 fn check_refusal(
-    conn: &mut Connection,
+    conn: &mut Endpoint,
     now: Instant,
     out: &Output,
     status: u16,
@@ -245,17 +226,27 @@ fn check_refusal(
         "events: {:?}",
         out.events
     );
-    assert_eq!(conn.state(), State::Closed);
-    assert_eq!(conn.poll_timeout(), None);
+    assert_eq!(conn.conn.state(), State::Closed);
+    check_lingers(conn, now, out);
     assert!(
         feed(conn, now, &upgrade_request(&[])).is_empty(),
         "input after the refusal was processed"
     );
     assert_eq!(
-        conn.accept(Accept::default()),
+        conn.conn.accept(now, Handshake::default()),
         Err(UsageError::NoPendingRequest)
     );
     response
+}
+
+/// Checks that a server that answered with an HTTP response at `now` then
+/// half-closed, and waits for the client to close its side for as long as a
+/// close handshake may take: closing at once could reset the connection
+/// under the response.
+fn check_lingers(conn: &Endpoint, now: Instant, out: &Output) {
+    assert_eq!(out.transport, [TransportAction::HalfClose]);
+    let close_timeout = conn.conn.config().close_timeout;
+    assert_eq!(conn.conn.poll_timeout(), Some(now + close_timeout));
 }
 
 /// Feeds `input` to a fresh server with `config` in one call and checks it is
@@ -273,7 +264,7 @@ fn assert_refused(input: &[u8], status: u16, expected: RequestError) -> Http {
 }
 
 /// Feeds a request in one call and returns the `Request` event it gave.
-fn expect_request(conn: &mut Connection, now: Instant, input: &[u8]) -> sockeye_core::Request {
+fn expect_request(conn: &mut Endpoint, now: Instant, input: &[u8]) -> sockeye_core::Request {
     let out = feed(conn, now, input);
     assert!(
         out.wire.is_empty(),
@@ -284,34 +275,6 @@ fn expect_request(conn: &mut Connection, now: Instant, input: &[u8]) -> sockeye_
         Ok([Event::Request(request)]) => *request,
         other => panic!("expected one Request event, got {other:?}"),
     }
-}
-
-/// A masked client frame (FIN set) with a fixed masking key.
-fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [0x37, 0xfa, 0x21, 0x3d];
-    let mut out = vec![0x80 | opcode];
-    match payload.len() {
-        len @ 0..=125 => out.push(0x80 | len as u8),
-        len @ 126..=0xffff => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        len => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&key);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    out
-}
-
-/// An unmasked server frame (FIN set) with up to 125 bytes of payload.
-fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    assert!(payload.len() <= 125);
-    let mut out = vec![0x80 | opcode, payload.len() as u8];
-    out.extend_from_slice(payload);
-    out
 }
 
 fn concat(parts: &[&[u8]]) -> Vec<u8> {
@@ -597,17 +560,18 @@ fn handshake_timeout_gets_408() {
     let t0 = Instant::now();
     let timeout = Config::default().handshake_timeout;
     let mut conn = server(Config::default(), t0);
-    assert_eq!(conn.poll_timeout(), Some(t0 + timeout));
+    assert_eq!(conn.conn.poll_timeout(), Some(t0 + timeout));
     // Part of a request arrives; the deadline does not move.
     let request = upgrade_request(&[]);
     let out = feed(&mut conn, t0 + Duration::from_secs(1), &request[..20]);
     assert!(out.is_empty());
-    assert_eq!(conn.poll_timeout(), Some(t0 + timeout));
+    assert_eq!(conn.conn.poll_timeout(), Some(t0 + timeout));
     // An early call does nothing.
-    conn.handle_timeout(t0 + timeout - Duration::from_millis(1));
+    conn.conn
+        .handle_timeout(t0 + timeout - Duration::from_millis(1));
     assert!(drain(&mut conn).is_empty());
-    assert_eq!(conn.state(), State::Handshaking);
-    conn.handle_timeout(t0 + timeout);
+    assert_eq!(conn.conn.state(), State::Handshaking);
+    conn.conn.handle_timeout(t0 + timeout);
     let out = drain(&mut conn);
     assert_eq!(out.events.len(), 1, "{:?}", out.events);
     check_refusal(&mut conn, t0 + timeout, &out, 408, &RequestError::Timeout);
@@ -619,8 +583,8 @@ fn handshake_timeout_while_the_application_decides_gets_408() {
     let timeout = Config::default().handshake_timeout;
     let mut conn = server(Config::default(), t0);
     expect_request(&mut conn, t0, &upgrade_request(&[]));
-    assert_eq!(conn.poll_timeout(), Some(t0 + timeout));
-    conn.handle_timeout(t0 + timeout);
+    assert_eq!(conn.conn.poll_timeout(), Some(t0 + timeout));
+    conn.conn.handle_timeout(t0 + timeout);
     let out = drain(&mut conn);
     assert_eq!(out.events.len(), 1, "{:?}", out.events);
     check_refusal(&mut conn, t0 + timeout, &out, 408, &RequestError::Timeout);
@@ -631,7 +595,7 @@ fn early_data_up_to_the_limit_waits_for_accept() {
     let max = Config::default().max_handshake_size;
     // One binary frame that is exactly max bytes on the wire: 2 + 2 + 4 header bytes.
     let payload = vec![0xa5; max - 8];
-    let frame = client_frame(0x2, &payload);
+    let frame = Frame::binary(payload.clone()).from_client().encode();
     assert_eq!(frame.len(), max);
     let t0 = Instant::now();
     let mut conn = server(Config::default(), t0);
@@ -641,13 +605,13 @@ fn early_data_up_to_the_limit_waits_for_accept() {
         &concat(&[&upgrade_request(&[]), &frame[..100]]),
     );
     assert!(feed(&mut conn, t0, &frame[100..]).is_empty());
-    conn.accept(Accept::default()).unwrap();
+    conn.conn.accept(t0, Handshake::default()).unwrap();
     let out = drain(&mut conn);
     assert_eq!(Http::parse(&out.wire).status(), 101);
     assert_eq!(
         out.events,
         vec![
-            Event::Open(Upgraded {
+            Event::Open(Handshake {
                 protocol: None,
                 headers: vec![]
             }),
@@ -661,7 +625,7 @@ fn too_much_early_data_in_the_request_input_gets_400() {
     let max = Config::default().max_handshake_size;
     let t0 = Instant::now();
     let mut conn = server(Config::default(), t0);
-    let frame = client_frame(0x2, &vec![0xa5; max - 8]);
+    let frame = Frame::binary(vec![0xa5; max - 8]).from_client().encode();
     let out = feed(
         &mut conn,
         t0,
@@ -677,7 +641,7 @@ fn too_much_early_data_after_the_request_gets_400() {
     let mut conn = server(Config::default(), t0);
     let request = expect_request(&mut conn, t0, &upgrade_request(&[]));
     assert_eq!(request.path, "/chat");
-    let frame = client_frame(0x2, &vec![0xa5; max - 8]);
+    let frame = Frame::binary(vec![0xa5; max - 8]).from_client().encode();
     assert!(feed(&mut conn, t0, &frame[..max / 2]).is_empty());
     assert!(feed(&mut conn, t0, &frame[max / 2..]).is_empty());
     let out = feed(&mut conn, t0, b"\x82");
@@ -708,12 +672,12 @@ fn request_split_one_byte_at_a_time_is_parsed_identically() {
     let got = expect_request(&mut split, t0, &input[last..]);
     assert_eq!(got, expected);
 
-    let accept = Accept {
+    let accept = Handshake {
         protocol: Some("chat.v2".into()),
         headers: vec![],
     };
-    whole.accept(accept.clone()).unwrap();
-    split.accept(accept).unwrap();
+    whole.conn.accept(t0, accept.clone()).unwrap();
+    split.conn.accept(t0, accept).unwrap();
     assert_eq!(drain(&mut split).wire, drain(&mut whole).wire);
 }
 
@@ -745,7 +709,7 @@ fn tokens_and_header_names_are_case_insensitive() {
     let t0 = Instant::now();
     let mut conn = server(Config::default(), t0);
     expect_request(&mut conn, t0, &input);
-    conn.accept(Accept::default()).unwrap();
+    conn.conn.accept(t0, Handshake::default()).unwrap();
     let out = drain(&mut conn);
     let response = Http::parse(&out.wire);
     assert_eq!(response.header("Sec-WebSocket-Accept"), Some(ACCEPT));
@@ -841,11 +805,11 @@ fn accept_with_a_subprotocol_writes_the_101() {
         t0,
         &upgrade_request(&["Sec-WebSocket-Protocol: chat.v2, chat.v1"]),
     );
-    let accept = Accept {
+    let accept = Handshake {
         protocol: Some("chat.v1".into()),
         headers: vec![Header::new("X-Session", "abc")],
     };
-    conn.accept(accept).unwrap();
+    conn.conn.accept(t0, accept).unwrap();
     let out = drain(&mut conn);
     let response = Http::parse(&out.wire);
     assert_eq!(response.start_line, "HTTP/1.1 101 Switching Protocols");
@@ -863,16 +827,16 @@ fn accept_with_a_subprotocol_writes_the_101() {
     );
     assert_eq!(
         out.events,
-        vec![Event::Open(Upgraded {
+        vec![Event::Open(Handshake {
             protocol: Some("chat.v1".into()),
             headers: vec![Header::new("X-Session", "abc")],
         })]
     );
-    assert_eq!(conn.state(), State::Open);
+    assert_eq!(conn.conn.state(), State::Open);
     // The handshake deadline is gone; the heartbeat's is next.
-    assert_eq!(conn.poll_timeout(), Some(t0 + Duration::from_secs(30)));
+    assert_eq!(conn.conn.poll_timeout(), Some(t0 + Duration::from_secs(30)));
     assert_eq!(
-        conn.accept(Accept::default()),
+        conn.conn.accept(t0, Handshake::default()),
         Err(UsageError::NoPendingRequest)
     );
 }
@@ -886,7 +850,7 @@ fn accept_without_a_subprotocol_writes_none() {
         t0,
         &upgrade_request(&["Sec-WebSocket-Protocol: chat.v2"]),
     );
-    conn.accept(Accept::default()).unwrap();
+    conn.conn.accept(t0, Handshake::default()).unwrap();
     let response = Http::parse(&drain(&mut conn).wire);
     assert_eq!(response.status(), 101);
     assert_eq!(response.header("Sec-WebSocket-Protocol"), None);
@@ -901,22 +865,22 @@ fn accept_with_a_protocol_not_offered_is_a_usage_error() {
         t0,
         &upgrade_request(&["Sec-WebSocket-Protocol: chat.v2"]),
     );
-    let accept = Accept {
+    let accept = Handshake {
         protocol: Some("chat.v3".into()),
         headers: vec![],
     };
     assert_eq!(
-        conn.accept(accept),
+        conn.conn.accept(t0, accept),
         Err(UsageError::ProtocolNotOffered("chat.v3".into()))
     );
     // Nothing changed: no output, and the request can still be answered.
     assert!(drain(&mut conn).is_empty());
-    assert_eq!(conn.state(), State::Handshaking);
-    let no_offer = Accept {
+    assert_eq!(conn.conn.state(), State::Handshaking);
+    let no_offer = Handshake {
         protocol: Some("chat.v2".into()),
         headers: vec![],
     };
-    conn.accept(no_offer).unwrap();
+    conn.conn.accept(t0, no_offer).unwrap();
     assert_eq!(
         Http::parse(&drain(&mut conn).wire).header("Sec-WebSocket-Protocol"),
         Some("chat.v2")
@@ -925,12 +889,12 @@ fn accept_with_a_protocol_not_offered_is_a_usage_error() {
     // With no protocols offered at all, none can be chosen.
     let mut conn = server(Config::default(), t0);
     expect_request(&mut conn, t0, &upgrade_request(&[]));
-    let accept = Accept {
+    let accept = Handshake {
         protocol: Some("chat.v2".into()),
         headers: vec![],
     };
     assert_eq!(
-        conn.accept(accept),
+        conn.conn.accept(t0, accept),
         Err(UsageError::ProtocolNotOffered("chat.v2".into()))
     );
 }
@@ -944,7 +908,11 @@ fn application_rejection_writes_the_response_then_closes() {
         t0,
         &upgrade_request(&["Origin: https://evil.example"]),
     );
-    conn.respond(Response::new(403, "nope").with_header("X-Reason", "origin"))
+    conn.conn
+        .respond(
+            t0,
+            Response::new(403, "nope").with_header("X-Reason", "origin"),
+        )
         .unwrap();
     let out = drain(&mut conn);
     let response = Http::parse(&out.wire);
@@ -954,10 +922,10 @@ fn application_rejection_writes_the_response_then_closes() {
     assert_eq!(response.header("Connection"), Some("close"));
     assert_eq!(response.header("X-Reason"), Some("origin"));
     assert_eq!(out.events, vec![abnormal(None)]);
-    assert_eq!(conn.state(), State::Closed);
-    assert_eq!(conn.poll_timeout(), None);
+    assert_eq!(conn.conn.state(), State::Closed);
+    check_lingers(&conn, t0, &out);
     assert_eq!(
-        conn.respond(Response::new(403, "again")),
+        conn.conn.respond(t0, Response::new(403, "again")),
         Err(UsageError::NoPendingRequest)
     );
 }
@@ -967,21 +935,21 @@ fn frames_in_the_same_input_as_the_request_are_not_lost() {
     let t0 = Instant::now();
     let mut conn = server(Config::default(), t0);
     // Two whole frames and the start of a third follow the request.
-    let partial = client_frame(0x1, b"partial");
+    let partial = Frame::text("partial").from_client().encode();
     let input = concat(&[
         &upgrade_request(&[]),
-        &client_frame(0x1, b"hello"),
-        &client_frame(0x2, &[1, 2, 3]),
+        &Frame::text("hello").from_client().encode(),
+        &Frame::binary([1, 2, 3]).from_client().encode(),
         &partial[..5],
     ]);
     expect_request(&mut conn, t0, &input);
-    conn.accept(Accept::default()).unwrap();
+    conn.conn.accept(t0, Handshake::default()).unwrap();
     let out = drain(&mut conn);
     assert_eq!(Http::parse(&out.wire).status(), 101);
     assert_eq!(
         out.events,
         vec![
-            Event::Open(Upgraded {
+            Event::Open(Handshake {
                 protocol: None,
                 headers: vec![]
             }),
@@ -1001,22 +969,22 @@ fn a_bad_frame_in_the_early_data_fails_the_connection_after_the_101() {
     expect_request(
         &mut conn,
         t0,
-        &concat(&[&upgrade_request(&[]), &server_frame(0x1, b"hi")]),
+        &concat(&[&upgrade_request(&[]), &Frame::text("hi").encode()]),
     );
-    conn.accept(Accept::default()).unwrap();
+    conn.conn.accept(t0, Handshake::default()).unwrap();
     let out = drain(&mut conn);
     let error = ProtocolError::UnmaskedClientFrame;
     let reason = error.to_string();
     // The 101 goes out first, then the close frame with 1002 and the reason.
-    let response_len = out.wire.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    assert_eq!(Http::parse(&out.wire[..response_len]).status(), 101);
+    let (response, frames) = split_head(&out.wire).expect("a response");
+    assert_eq!(Http::parse(response).status(), 101);
     let mut close = vec![0x88, 2 + reason.len() as u8, 0x03, 0xea];
     close.extend_from_slice(reason.as_bytes());
-    assert_eq!(out.wire[response_len..], close[..]);
+    assert_eq!(frames, &close[..]);
     assert_eq!(
         out.events,
         vec![
-            Event::Open(Upgraded {
+            Event::Open(Handshake {
                 protocol: None,
                 headers: vec![]
             }),
@@ -1053,11 +1021,11 @@ fn plain_http_request_is_answered_with_respond() {
     assert_eq!(request.header("accept"), Some("*/*"));
     // It is not an upgrade: it cannot be accepted.
     assert_eq!(
-        conn.accept(Accept::default()),
+        conn.conn.accept(t0, Handshake::default()),
         Err(UsageError::NoPendingRequest)
     );
 
-    conn.respond(Response::new(200, "ok")).unwrap();
+    conn.conn.respond(t0, Response::new(200, "ok")).unwrap();
     let out = drain(&mut conn);
     let response = Http::parse(&out.wire);
     assert_eq!(response.start_line, "HTTP/1.1 200 OK");
@@ -1065,6 +1033,7 @@ fn plain_http_request_is_answered_with_respond() {
     assert_eq!(response.header("Connection"), Some("close"));
     assert_eq!(response.body_str(), "ok");
     assert_eq!(out.events, vec![abnormal(None)]);
+    check_lingers(&conn, t0, &out);
 }
 
 #[test]
@@ -1072,25 +1041,25 @@ fn accept_and_respond_without_a_pending_request_are_usage_errors() {
     let t0 = Instant::now();
     let mut conn = server(Config::default(), t0);
     assert_eq!(
-        conn.accept(Accept::default()),
+        conn.conn.accept(t0, Handshake::default()),
         Err(UsageError::NoPendingRequest)
     );
     assert_eq!(
-        conn.respond(Response::new(404, "")),
+        conn.conn.respond(t0, Response::new(404, "")),
         Err(UsageError::NoPendingRequest)
     );
     // Half a request is not a pending request either.
     feed(&mut conn, t0, &upgrade_request(&[])[..30]);
     assert_eq!(
-        conn.accept(Accept::default()),
+        conn.conn.accept(t0, Handshake::default()),
         Err(UsageError::NoPendingRequest)
     );
     assert_eq!(
-        conn.respond(Response::new(404, "")),
+        conn.conn.respond(t0, Response::new(404, "")),
         Err(UsageError::NoPendingRequest)
     );
     assert!(drain(&mut conn).is_empty());
-    assert_eq!(conn.state(), State::Handshaking);
+    assert_eq!(conn.conn.state(), State::Handshaking);
 
     // A client never has one.
     let mut client = Connection::client(
@@ -1101,11 +1070,11 @@ fn accept_and_respond_without_a_pending_request_are_usage_errors() {
     )
     .unwrap();
     assert_eq!(
-        client.accept(Accept::default()),
+        client.accept(t0, Handshake::default()),
         Err(UsageError::NoPendingRequest)
     );
     assert_eq!(
-        client.respond(Response::new(404, "")),
+        client.respond(t0, Response::new(404, "")),
         Err(UsageError::NoPendingRequest)
     );
 }
@@ -1115,49 +1084,50 @@ fn header_injection_in_accept_or_response_is_a_usage_error() {
     let t0 = Instant::now();
     let mut conn = server(Config::default(), t0);
     expect_request(&mut conn, t0, &upgrade_request(&[]));
-    let bad_value = Accept {
+    let bad_value = Handshake {
         protocol: None,
         headers: vec![Header::new("X-Bad", "a\r\nSet-Cookie: x=1")],
     };
     assert_eq!(
-        conn.accept(bad_value),
+        conn.conn.accept(t0, bad_value),
         Err(UsageError::InvalidHeader("X-Bad".into()))
     );
-    let bad_name = Accept {
+    let bad_name = Handshake {
         protocol: None,
         headers: vec![Header::new("X Bad", "a")],
     };
     assert_eq!(
-        conn.accept(bad_name),
+        conn.conn.accept(t0, bad_name),
         Err(UsageError::InvalidHeader("X Bad".into()))
     );
     let response = Response::new(403, "no").with_header("X-Bad", "a\r\n\r\n<html>");
     assert_eq!(
-        conn.respond(response),
+        conn.conn.respond(t0, response),
         Err(UsageError::InvalidHeader("X-Bad".into()))
     );
     let response = Response::new(403, "no").with_header("X-Bad", "a\nb");
     assert_eq!(
-        conn.respond(response),
+        conn.conn.respond(t0, response),
         Err(UsageError::InvalidHeader("X-Bad".into()))
     );
     assert_eq!(
-        conn.respond(Response::new(101, "")),
+        conn.conn.respond(t0, Response::new(101, "")),
         Err(UsageError::InvalidStatus(101))
     );
     // Nothing was written and the request can still be answered.
     assert!(drain(&mut conn).is_empty());
-    assert_eq!(conn.state(), State::Handshaking);
-    conn.accept(Accept::default()).unwrap();
+    assert_eq!(conn.conn.state(), State::Handshaking);
+    conn.conn.accept(t0, Handshake::default()).unwrap();
     assert_eq!(Http::parse(&drain(&mut conn).wire).status(), 101);
 }
 
 // ---- client --------------------------------------------------------------
 
 /// A client connection and the request bytes it wrote first.
-fn client(request: ClientRequest, seed: u64, now: Instant) -> (Connection, Http) {
-    let mut conn =
-        Connection::client(request, Config::default(), seed, now).expect("valid request");
+fn client(request: ClientRequest, seed: u64, now: Instant) -> (Endpoint, Http) {
+    let mut conn = Endpoint::new(
+        Connection::client(request, Config::default(), seed, now).expect("valid request"),
+    );
     let out = drain(&mut conn);
     assert!(out.events.is_empty(), "{:?}", out.events);
     let request = Http::parse(&out.wire);
@@ -1178,7 +1148,7 @@ fn response_101(key: &str, extra: &[&str]) -> Vec<u8> {
 }
 
 /// A client for `/chat` on example.com offering `chat.v2`, and its key.
-fn chat_client(now: Instant) -> (Connection, String) {
+fn chat_client(now: Instant) -> (Endpoint, String) {
     let (conn, request) = client(
         ClientRequest::new("example.com", 80, "/chat").protocol("chat.v2"),
         42,
@@ -1196,11 +1166,13 @@ fn assert_client_fails(input: &[u8], expected: ResponseError) {
     assert_client_failed(&mut conn, &out, expected);
 }
 
-fn assert_client_failed(conn: &mut Connection, out: &Output, expected: ResponseError) {
+fn assert_client_failed(conn: &mut Endpoint, out: &Output, expected: ResponseError) {
     assert!(out.wire.is_empty(), "client wrote {:?}", out.wire);
     assert_eq!(out.events, vec![failed(Error::Response(expected))]);
-    assert_eq!(conn.state(), State::Closed);
-    assert_eq!(conn.poll_timeout(), None);
+    assert_eq!(conn.conn.state(), State::Closed);
+    // Nothing to say to a server that answered wrongly: close at once.
+    assert_eq!(out.transport, [TransportAction::Close]);
+    assert_eq!(conn.conn.poll_timeout(), None);
 }
 
 #[test]
@@ -1282,7 +1254,8 @@ fn client_request_depends_only_on_the_seed() {
     let t0 = Instant::now();
     let bytes = |seed: u64| {
         let request = ClientRequest::new("example.com", 80, "/chat").protocol("chat.v2");
-        let mut conn = Connection::client(request, Config::default(), seed, t0).unwrap();
+        let mut conn =
+            Endpoint::new(Connection::client(request, Config::default(), seed, t0).unwrap());
         drain(&mut conn).wire
     };
     assert_eq!(bytes(7), bytes(7));
@@ -1301,7 +1274,7 @@ fn client_opens_on_a_valid_101() {
     let t0 = Instant::now();
     let (mut conn, key) = chat_client(t0);
     assert_eq!(
-        conn.poll_timeout(),
+        conn.conn.poll_timeout(),
         Some(t0 + Config::default().handshake_timeout)
     );
     let response = response_101(&key, &["Sec-WebSocket-Protocol: chat.v2", "X-Server: test"]);
@@ -1309,7 +1282,7 @@ fn client_opens_on_a_valid_101() {
     assert!(out.wire.is_empty());
     assert_eq!(
         out.events,
-        vec![Event::Open(Upgraded {
+        vec![Event::Open(Handshake {
             protocol: Some("chat.v2".into()),
             headers: vec![
                 Header::new("Upgrade", "websocket"),
@@ -1320,8 +1293,8 @@ fn client_opens_on_a_valid_101() {
             ],
         })]
     );
-    assert_eq!(conn.state(), State::Open);
-    assert_eq!(conn.poll_timeout(), Some(t0 + Duration::from_secs(30)));
+    assert_eq!(conn.conn.state(), State::Open);
+    assert_eq!(conn.conn.poll_timeout(), Some(t0 + Duration::from_secs(30)));
 }
 
 #[test]
@@ -1343,7 +1316,7 @@ fn client_opens_on_a_101_split_byte_by_byte_with_any_token_case() {
     assert!(
         matches!(
             &out.events[..],
-            [Event::Open(Upgraded { protocol: None, .. })]
+            [Event::Open(Handshake { protocol: None, .. })]
         ),
         "{:?}",
         out.events
@@ -1356,15 +1329,15 @@ fn client_frames_after_the_101_are_not_lost() {
     let (mut conn, key) = chat_client(t0);
     let input = concat(&[
         &response_101(&key, &[]),
-        &server_frame(0x1, b"welcome"),
-        &server_frame(0x2, &[9, 8, 7]),
+        &Frame::text("welcome").encode(),
+        &Frame::binary([9, 8, 7]).encode(),
     ]);
     let out = feed(&mut conn, t0, &input);
     assert!(out.wire.is_empty());
     assert_eq!(
         out.events,
         vec![
-            Event::Open(Upgraded {
+            Event::Open(Handshake {
                 protocol: None,
                 headers: vec![
                     Header::new("Upgrade", "websocket"),
@@ -1397,7 +1370,7 @@ fn client_rejection_with_a_body_in_several_chunks() {
     for pair in cuts.windows(2).take(cuts.len() - 2) {
         let out = feed(&mut conn, t0, &input[pair[0]..pair[1]]);
         assert!(out.is_empty(), "finished early: {out:?}");
-        assert_eq!(conn.state(), State::Handshaking);
+        assert_eq!(conn.conn.state(), State::Handshaking);
     }
     let out = feed(&mut conn, t0, &input[cuts[3]..]);
     let expected = ResponseError::Rejected {
@@ -1420,8 +1393,8 @@ fn client_rejection_without_a_length_ends_at_eof() {
     let response = head("HTTP/1.1 500 Internal Server Error", &["Server: test"]);
     assert!(feed(&mut conn, t0, &concat(&[&response, b"some"])).is_empty());
     assert!(feed(&mut conn, t0, b"thing broke").is_empty());
-    assert_eq!(conn.state(), State::Handshaking);
-    conn.handle_eof(t0);
+    assert_eq!(conn.conn.state(), State::Handshaking);
+    conn.conn.handle_eof(t0);
     let out = drain(&mut conn);
     let expected = ResponseError::Rejected {
         status: 500,
@@ -1545,7 +1518,7 @@ fn client_eof_mid_response() {
     let (mut conn, key) = chat_client(t0);
     let response = response_101(&key, &[]);
     assert!(feed(&mut conn, t0, &response[..response.len() - 2]).is_empty());
-    conn.handle_eof(t0);
+    conn.conn.handle_eof(t0);
     let out = drain(&mut conn);
     assert_client_failed(&mut conn, &out, ResponseError::Eof);
 }
@@ -1557,10 +1530,11 @@ fn client_handshake_timeout() {
     let (mut conn, key) = chat_client(t0);
     let response = response_101(&key, &[]);
     assert!(feed(&mut conn, t0 + Duration::from_secs(1), &response[..10]).is_empty());
-    assert_eq!(conn.poll_timeout(), Some(t0 + timeout));
-    conn.handle_timeout(t0 + timeout - Duration::from_millis(1));
+    assert_eq!(conn.conn.poll_timeout(), Some(t0 + timeout));
+    conn.conn
+        .handle_timeout(t0 + timeout - Duration::from_millis(1));
     assert!(drain(&mut conn).is_empty());
-    conn.handle_timeout(t0 + timeout);
+    conn.conn.handle_timeout(t0 + timeout);
     let out = drain(&mut conn);
     assert_client_failed(&mut conn, &out, ResponseError::Timeout);
     // The rest of the response changes nothing.
@@ -1672,35 +1646,39 @@ fn client_refuses_an_extension_header_that_is_not_utf8() {
         "the client opened with an extension it did not offer: {:?}",
         out.events
     );
-    assert_eq!(conn.state(), State::Closed);
+    assert_eq!(conn.conn.state(), State::Closed);
 }
 
 #[test]
 fn a_client_that_half_closes_after_a_plain_request_still_gets_the_answer() {
     let t0 = Instant::now();
     let mut conn = server(Config::default(), t0);
-    conn.handle_input(t0, &head("GET /healthz HTTP/1.1", &["Host: example.com"]));
-    conn.handle_eof(t0);
+    conn.conn
+        .handle_input(t0, &head("GET /healthz HTTP/1.1", &["Host: example.com"]));
+    conn.conn.handle_eof(t0);
     let out = drain(&mut conn);
     assert!(matches!(&out.events[..], [Event::HttpRequest(r)] if r.path == "/healthz"));
-    conn.respond(Response::new(200, "ok")).unwrap();
+    conn.conn.respond(t0, Response::new(200, "ok")).unwrap();
     let out = drain(&mut conn);
     assert!(out.wire.starts_with(b"HTTP/1.1 200 OK\r\n"));
     assert_eq!(out.events, vec![abnormal(None)]);
+    // The client has closed its side already: nothing to wait for.
+    assert_eq!(out.transport, [TransportAction::Close]);
 }
 
 #[test]
 fn a_client_that_half_closes_after_an_upgrade_request_gets_the_101_then_eof() {
     let t0 = Instant::now();
     let mut conn = server(Config::default(), t0);
-    conn.handle_input(t0, &upgrade_request(&[]));
-    conn.handle_eof(t0);
+    conn.conn.handle_input(t0, &upgrade_request(&[]));
+    conn.conn.handle_eof(t0);
     assert!(matches!(drain(&mut conn).events[..], [Event::Request(_)]));
-    conn.accept(Accept::default()).unwrap();
+    conn.conn.accept(t0, Handshake::default()).unwrap();
     let out = drain(&mut conn);
     assert!(out.wire.starts_with(b"HTTP/1.1 101 "));
     assert!(matches!(out.events[0], Event::Open(_)));
     assert_eq!(out.events[1..], [failed(Error::UnexpectedEof)]);
+    assert_eq!(out.transport, [TransportAction::Close]);
 }
 
 #[test]
@@ -1714,7 +1692,7 @@ fn a_refusal_whose_body_stalls_is_reported_with_its_status_at_the_timeout() {
         b"HTTP/1.1 403 Forbidden\r\nContent-Length: 10\r\n\r\nabc",
     );
     assert!(out.is_empty());
-    conn.handle_timeout(t0 + Duration::from_secs(10));
+    conn.conn.handle_timeout(t0 + Duration::from_secs(10));
     let out = drain(&mut conn);
     let [Event::Closed(closed)] = &out.events[..] else {
         panic!("{:?}", out.events)

@@ -7,9 +7,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use bytes::Buf;
-use sockeye_core::frame::{Header, Opcode};
-use sockeye_core::{Accept, Config, Connection, Event, Message, TransmitQueue, apply_mask};
+use sockeye_core::testing::{Endpoint, Frame, write_all};
+use sockeye_core::{Config, Connection, Event, Message};
 
 struct Counting;
 
@@ -54,42 +53,16 @@ fn allocations() -> usize {
     ALLOCATIONS.with(Cell::get)
 }
 
-const REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
-Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-
-fn drain(conn: &mut Connection) {
+/// Takes every event and writes everything offered, without allocating:
+/// what is measured here is the connection's own heap use.
+fn drain(conn: &mut Connection, now: Instant) {
     while conn.poll_event().is_some() {}
-    while let Some(mut t) = conn.poll_transmit() {
-        t.advance(t.remaining());
-    }
+    write_all(conn, now);
 }
 
 /// A boxed, open server connection, as a driver would hold it.
 fn open_server(now: Instant) -> Box<Connection> {
-    let mut server = Box::new(Connection::server(Config::default(), now).unwrap());
-    server.handle_input(now, REQUEST);
-    let Some(Event::Request(_)) = server.poll_event() else {
-        panic!("no request")
-    };
-    server.accept(Accept::default()).unwrap();
-    drain(&mut server);
-    server
-}
-
-fn masked_frame(opcode: Opcode, payload: &[u8]) -> Vec<u8> {
-    let key = [9, 8, 7, 6];
-    let header = Header {
-        fin: true,
-        rsv: 0,
-        opcode,
-        mask: Some(key),
-        payload_len: payload.len() as u64,
-    };
-    let mut wire = header.encode().as_slice().to_vec();
-    let start = wire.len();
-    wire.extend_from_slice(payload);
-    apply_mask(&mut wire[start..], key, 0);
-    wire
+    Box::new(Endpoint::open_server(Config::default(), now).conn)
 }
 
 const KIB: isize = 1024;
@@ -115,14 +88,16 @@ fn a_connection_gives_its_buffers_back_when_the_peer_falls_silent() {
     for i in 0..100u32 {
         server.handle_input(
             now,
-            &masked_frame(Opcode::Binary, &i.to_be_bytes().repeat(100)),
+            &Frame::binary(i.to_be_bytes().repeat(100))
+                .from_client()
+                .encode(),
         );
-        drain(&mut server);
+        drain(&mut server, now);
     }
     let busy = live() - before;
     // The heartbeat fires after 30 s of silence; buffers go with the ping.
     server.handle_timeout(now + Duration::from_secs(30));
-    drain(&mut server);
+    drain(&mut server, now);
     let idle = live() - before;
     println!("after traffic: {busy} bytes; after going idle: {idle} bytes");
     assert!(idle <= KIB, "{idle} bytes");
@@ -132,12 +107,14 @@ fn a_connection_gives_its_buffers_back_when_the_peer_falls_silent() {
 fn steady_small_messages_do_not_allocate_per_frame() {
     let now = Instant::now();
     let mut server = open_server(now);
-    let frame = masked_frame(Opcode::Text, b"a small chat message of 32 bytes");
+    let frame = Frame::text("a small chat message of 32 bytes")
+        .from_client()
+        .encode();
     let echo = Message::text("a small chat message of 32 bytes");
     // Warm up: the first frames allocate the shared read buffer and queues.
     for _ in 0..10 {
         server.handle_input(now, &frame);
-        drain(&mut server);
+        drain(&mut server, now);
     }
     let start = allocations();
     const FRAMES: usize = 10_000;
@@ -147,9 +124,7 @@ fn steady_small_messages_do_not_allocate_per_frame() {
             assert!(matches!(event, Event::Message(_)));
         }
         server.send(now, echo.clone()).unwrap();
-        while let Some(mut t) = server.poll_transmit() {
-            t.advance(t.remaining());
-        }
+        write_all(&mut server, now);
     }
     let count = allocations() - start;
     println!("{count} allocations for {FRAMES} frames received and echoed");
@@ -164,18 +139,14 @@ fn echoed_small_messages_share_their_allocations() {
     // decoded, as in a driver that echoes a read's messages and writes the
     // replies together.
     const BURST: usize = 8;
-    let burst = masked_frame(Opcode::Binary, &[7; 16]).repeat(BURST);
-    let mut out = TransmitQueue::default();
+    let burst = Frame::binary([7; 16]).from_client().encode().repeat(BURST);
     let mut echo_bursts = |bursts: usize| {
         for _ in 0..bursts {
             server.handle_input(now, &burst);
             while let Some(Event::Message(message)) = server.poll_event() {
                 server.send(now, message).unwrap();
             }
-            while let Some(transmit) = server.poll_transmit() {
-                out.push(transmit);
-            }
-            out.advance(out.remaining());
+            write_all(&mut server, now);
         }
     };
     echo_bursts(10);
@@ -194,13 +165,13 @@ fn echoed_small_messages_share_their_allocations() {
 fn receiving_a_ping_costs_at_most_two_small_allocations() {
     let now = Instant::now();
     let mut server = open_server(now);
-    let ping = masked_frame(Opcode::Ping, b"beat");
+    let ping = Frame::ping(*b"beat").from_client().encode();
     server.handle_input(now, &ping);
-    drain(&mut server);
+    drain(&mut server, now);
     let start = allocations();
     for _ in 0..100 {
         server.handle_input(now, &ping);
-        drain(&mut server);
+        drain(&mut server, now);
     }
     let count = allocations() - start;
     // One copy of the payload out of the read buffer, and the reference count
@@ -213,10 +184,10 @@ fn messages_pipelined_in_one_read_are_copied_aside_once() {
     let now = Instant::now();
     let mut server = open_server(now);
     const FRAMES: usize = 4_000;
-    let pipelined = masked_frame(Opcode::Binary, &[7; 16]).repeat(FRAMES);
+    let pipelined = Frame::binary([7; 16]).from_client().encode().repeat(FRAMES);
     // Warm up the shared read buffer and the event queue.
     server.handle_input(now, &pipelined);
-    drain(&mut server);
+    drain(&mut server, now);
     let start = allocations();
     server.handle_input(now, &pipelined);
     let mut messages = 0;

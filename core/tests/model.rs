@@ -1,12 +1,16 @@
-//! Model-based property test: time, heartbeat, deadlines, silence and
-//! half-close.
+//! Model-based property test: time, heartbeat, deadlines, silence,
+//! half-close and teardown.
 //!
 //! `properties.rs` checks conversations without a clock. This file wires a
 //! real client [`Connection`] and a real server [`Connection`] through a
-//! simulated network with a virtual clock, and drives both exactly as the
-//! contract in `connection.rs` says: after every input (received bytes, EOF,
-//! a timeout, an application call) drain `poll_event` until `None`, then
-//! `poll_transmit` until `None`, then re-arm the timer with `poll_timeout`.
+//! simulated network with a virtual clock. Each is driven by the shared
+//! harness's [`Endpoint`], exactly as the contract in `connection.rs` says
+//! (after every input: the events, then writes until nothing is offered,
+//! then the transport action, then the timer re-armed with `poll_timeout`),
+//! and the harness checks the event grammar and the order of outputs on the
+//! way. The harness's `Pair` delivers at once; this network adds delays and
+//! faults, so it keeps pipes of its own, and models TCP's end of stream and
+//! resets as `Pair` does.
 //!
 //! * **Clock.** One base `Instant` plus a `Duration` offset. The simulation
 //!   jumps straight to the earliest of: the next chunk that becomes
@@ -18,16 +22,20 @@
 //!   `now + delay` (never before the chunk ahead of it), with the delay drawn
 //!   from a per-direction range of at most [`MAX_DELAY_MS`]. Each read (one
 //!   `handle_input` call) takes one chunk, or several that have arrived,
-//!   across writes, as a TCP read does. A side that reports `Closed` writes what is left and
-//!   closes its transport: its peer gets `handle_eof` after the bytes in
-//!   flight, and it reads nothing more.
+//!   across writes, as a TCP read does. A side does what `poll_transport`
+//!   says: `HalfClose` shuts its sending direction (the peer gets
+//!   `handle_eof` after the bytes in flight); `Close` also stops its reading,
+//!   and bytes that reach it after that make a reset: what the writer had
+//!   not read yet is destroyed and its transport fails
+//!   (`handle_transport_error`).
 //! * **Faults.** `Freeze` (the side hangs: never driven again, and nothing
 //!   more arrives from it), `Mute` (its outgoing direction stops delivering;
 //!   it is still driven), `HalfClose` (it shuts down its writing side: the
 //!   peer gets EOF after the bytes in flight, and later output is discarded),
-//!   `Linger` (once closed, it never closes its transport). A peer is live
-//!   while it is not frozen and neither direction is muted: what it sends
-//!   arrives, and it hears our pings.
+//!   `Linger` (it ignores the core's transport actions: it never shuts its
+//!   transport, so its peer never gets EOF). A peer is live while it is not
+//!   frozen and neither direction is muted: what it sends arrives, and it
+//!   hears our pings.
 //! * **Scenarios.** Dozens to hundreds of operations: sends of every kind and
 //!   size on both sides (empty, multi-byte UTF-8, tens of KiB, fragmented at
 //!   random sizes), pings, closes with random valid codes from either side,
@@ -36,20 +44,31 @@
 //!   inside its event loop (the only way, under a driver that drains fully, to
 //!   have data queued when the peer's close arrives). At the end, the first
 //!   driven, open side of `final_closer` and its peer closes, and the
-//!   simulation runs until every driven side has reported `Closed`.
+//!   simulation runs until every side that is not frozen has been told to
+//!   close its transport.
 //!
-//! The properties, each stated precisely where it is checked:
+//! The properties are rules, stated where they are checked, not a second
+//! implementation of the engine:
 //!
-//! 1. Delivery ([`Sim::check_delivery`]).
-//! 2. The close handshake and every deadline ([`Sim::judge_closed`],
-//!    [`Sim::check_fault_free`], and the deadline checks in
-//!    [`Sim::advance`] and [`Sim::settle`]).
-//! 3. Framing of both byte streams ([`Peer::on_transmit`]).
+//! 1. Delivery: what the receiver got is a prefix of what was sent, all of
+//!    it without faults, less exactly the tail a peer's close drops
+//!    ([`Sim::check_delivery`], [`Sim::check_fault_free`]).
+//! 2. The close handshake, every deadline and the teardown: every close is
+//!    answered (with the code echoed), a clean close needs both frames,
+//!    nothing follows a close frame, and once `Closed` the transport is
+//!    closed within the close timeout; without faults there is no reset, the
+//!    server half-closes first and closes at the client's end of stream
+//!    ([`Sim::judge_closed`], [`Sim::judge_transport`],
+//!    [`Sim::check_close_frame`], [`Sim::check_fault_free`], and the
+//!    deadline checks in [`Sim::advance`] and [`Sim::settle`]).
+//! 3. Framing of both byte streams, read by RFC 6455's rules: the
+//!    concatenated fragments equal the message, each at most
+//!    `fragment_size` ([`Stream`], [`Peer::on_output`]).
 //! 4. Heartbeat: never kills a live peer, always kills a silent one, exactly
 //!    at `last_seen + ping_interval * (max_missed_pongs + 1)`
 //!    ([`Sim::judge_closed`], [`Peer::deadline`]).
 //! 5. Memory bounds after every drain ([`Sim::drain`]).
-//! 6. State and event grammar ([`Peer::on_event`], [`Sim::drain`]).
+//! 6. State and event grammar (the harness's `Grammar`, and [`Sim::drain`]).
 //!
 //! Failures shrink to a short scenario: operations are a small `Debug` enum,
 //! durations in milliseconds, big payloads a length and a seed. A failing
@@ -63,18 +82,17 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::Buf;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{FileFailurePersistence, TestCaseError};
 
 mod common;
-use common::{Payload, Side, base, input_bound, side, splitmix};
-use sockeye_core::frame::{Decoded, Decoder, Role};
+use common::{Payload, input_bound, side, splitmix};
+use sockeye_core::testing::{Endpoint, Frame, Length, Side, base_instant, read_frames, split_head};
 use sockeye_core::{
-    Accept, ClientRequest, CloseCode, CloseFrame, Closed, Config, Connection, Error, Event,
-    Message, RequestError, ResponseError, State, Transmit, UsageError,
+    ClientRequest, CloseCode, CloseFrame, Closed, Config, Connection, Error, Event, Handshake,
+    Message, RequestError, ResponseError, State, TransportAction, UsageError,
 };
 
 // ---- settings -----------------------------------------------------------
@@ -107,6 +125,10 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(60);
 /// hundred at most; a low cap also keeps shrinking such a failure fast.
 const MAX_STEPS: u64 = 20_000;
 
+fn base() -> Instant {
+    base_instant()
+}
+
 fn at(t: Duration) -> Instant {
     base() + t
 }
@@ -129,12 +151,10 @@ macro_rules! ensure {
 
 // ---- scenarios ------------------------------------------------------------
 
-impl Side {
-    const BOTH: [Side; 2] = [Side::Client, Side::Server];
+const BOTH: [Side; 2] = [Side::Client, Side::Server];
 
-    fn index(self) -> usize {
-        self as usize
-    }
+fn index(side: Side) -> usize {
+    side as usize
 }
 
 /// One step of a scenario. Everything but `Wait` happens at the current
@@ -171,8 +191,9 @@ enum Op {
     /// It shuts down its writing side: the peer gets EOF after the bytes in
     /// flight; its later output is discarded; it still reads.
     HalfClose(Side),
-    /// Once closed, it does not close its transport (a driver that forgets
-    /// to, a lost FIN): its peer never gets EOF.
+    /// It ignores the core's transport actions and never shuts its
+    /// transport (a driver with a teardown policy of its own, a lost FIN):
+    /// its peer never gets EOF.
     Linger(Side),
 }
 
@@ -456,15 +477,23 @@ fn summarize(event: &Event) -> String {
 
 struct Peer {
     side: Side,
-    conn: Connection,
+    /// The connection, driven as its contract says; its event grammar and
+    /// transport actions are checked by the harness.
+    endpoint: Endpoint,
     config: Config,
-    /// The state after the last drain: it only moves forward.
+    /// The state after the last drain.
     state: State,
     frozen_at: Option<Duration>,
     muted_at: Option<Duration>,
+    /// It ignores the core's transport actions: it never half-closes nor
+    /// closes its transport.
     lingers: bool,
-    /// `Closed` was reported: the transport is closed and nothing is read.
-    done: bool,
+    /// When the core said to half-close, and to close, the transport. After
+    /// closing, nothing is read: bytes that arrive make a reset.
+    half_closed_at: Option<Duration>,
+    transport_closed_at: Option<Duration>,
+    /// When its transport failed with a reset.
+    reset_at: Option<Duration>,
 
     requested: bool,
     opened_at: Option<Duration>,
@@ -491,35 +520,172 @@ struct Peer {
     /// Messages the application received.
     received: Vec<Message>,
 
-    /// Our own output, parsed as the peer would: messages, then the close.
-    out: Decoder,
-    out_http: usize,
-    out_messages: Vec<Message>,
-    out_close: Option<Option<CloseFrame>>,
+    /// Our own output, read by the rules as the peer would read it.
+    out: Stream,
+    /// What was actually handed to `handle_input`, read by the rules: the
+    /// messages the application must have received.
+    inp: Stream,
+}
 
-    /// What was actually handed to `handle_input`, parsed independently:
-    /// the messages the application must have received.
-    inp: Decoder,
-    /// Bytes of the peer's HTTP head still to skip in `inp`.
-    inp_skip: usize,
-    inp_messages: Vec<Message>,
-    inp_closed: bool,
+/// One direction's bytes, read by the rules of RFC 6455 rather than by the
+/// core's decoder (a bug shared by both could not pass): an HTTP head, then
+/// frames, masked exactly when a client wrote them, with no RSV bits and
+/// lengths in their shortest form; a message is its first frame's opcode and
+/// the concatenation of its fragments up to FIN, each fragment at most
+/// `fragment_size` when that is set, and a text message is UTF-8; control
+/// frames are final and at most 125 bytes; nothing follows the close frame,
+/// and no frame follows an HTTP head that refused the upgrade.
+struct Stream {
+    /// Who wrote it.
+    writer: Side,
+    fragment_size: Option<usize>,
+    /// Bytes not read yet: an incomplete head or frame.
+    pending: Vec<u8>,
+    head: Option<Vec<u8>>,
+    /// The opcode and the payload so far of a fragmented message.
+    partial: Option<(u8, Vec<u8>)>,
+    messages: Vec<Message>,
+    /// The close frame's code and reason, `None` for an empty one.
+    close: Option<Option<CloseFrame>>,
+}
+
+/// A control frame read from a [`Stream`].
+enum Control {
+    Ping(Vec<u8>),
+    Pong,
+}
+
+impl Stream {
+    fn new(writer: Side, fragment_size: Option<usize>) -> Self {
+        Self {
+            writer,
+            fragment_size,
+            pending: Vec::new(),
+            head: None,
+            partial: None,
+            messages: Vec::new(),
+            close: None,
+        }
+    }
+
+    /// Whether no frame can follow: a close frame, or a refusal.
+    fn ended(&self) -> bool {
+        self.close.is_some()
+            || self.head.as_ref().is_some_and(|head| {
+                !head.starts_with(b"HTTP/1.1 101 ") && !head.starts_with(b"GET ")
+            })
+    }
+
+    /// Reads `bytes` and returns the control frames in them; an error says
+    /// which rule the stream broke.
+    fn read(&mut self, bytes: &[u8]) -> Result<Vec<Control>, String> {
+        let mut controls = Vec::new();
+        if self.ended() {
+            // A refusal's body, or (once closed) bytes the rules forbid.
+            return match self.close {
+                Some(_) if !bytes.is_empty() => {
+                    Err(format!("{} bytes after the close frame", bytes.len()))
+                }
+                _ => Ok(controls),
+            };
+        }
+        self.pending.extend_from_slice(bytes);
+        if self.head.is_none() {
+            let Some((head, rest)) = split_head(&self.pending) else {
+                return Ok(controls);
+            };
+            self.head = Some(head.to_vec());
+            self.pending = rest.to_vec();
+            if self.ended() {
+                return Ok(controls);
+            }
+        }
+        let (frames, rest) = read_frames(&self.pending);
+        let rest = rest.to_vec();
+        for frame in frames {
+            if self.close.is_some() {
+                return Err(format!("{frame:?} after the close frame"));
+            }
+            if let Some(control) = self.frame(frame)? {
+                controls.push(control);
+            }
+        }
+        if self.close.is_some() && !rest.is_empty() {
+            return Err(format!("{} bytes after the close frame", rest.len()));
+        }
+        self.pending = rest;
+        Ok(controls)
+    }
+
+    fn frame(&mut self, frame: Frame) -> Result<Option<Control>, String> {
+        let client = self.writer == Side::Client;
+        if frame.mask.is_some() != client || frame.rsv != 0 || frame.length != Length::Shortest {
+            return Err(format!("mask, RSV or length form: {frame:?}"));
+        }
+        if frame.opcode >= 0x8 && (!frame.fin || frame.payload.len() > 125) {
+            return Err(format!(
+                "a control frame fragmented or over 125 bytes: {frame:?}"
+            ));
+        }
+        match frame.opcode {
+            0x0..=0x2 => {
+                if self
+                    .fragment_size
+                    .is_some_and(|size| frame.payload.len() > size)
+                {
+                    return Err(format!("a fragment of {} bytes", frame.payload.len()));
+                }
+                let (opcode, mut payload) = match (self.partial.take(), frame.opcode) {
+                    (None, 0) => return Err("a continuation outside a message".into()),
+                    (Some(_), 0x1 | 0x2) => return Err("a new message inside another".into()),
+                    (Some((opcode, payload)), _) => (opcode, payload),
+                    (None, opcode) => (opcode, Vec::new()),
+                };
+                if self.fragment_size.is_none() && !frame.fin {
+                    return Err("a message fragmented without a fragment size".into());
+                }
+                payload.extend_from_slice(&frame.payload);
+                if !frame.fin {
+                    self.partial = Some((opcode, payload));
+                    return Ok(None);
+                }
+                let message = match opcode {
+                    0x1 => Message::text(String::from_utf8(payload).map_err(|e| e.to_string())?),
+                    _ => Message::binary(payload),
+                };
+                self.messages.push(message);
+                Ok(None)
+            }
+            0x8 => {
+                self.close = Some(match &frame.payload[..] {
+                    [] => None,
+                    [hi, lo, reason @ ..] => Some(CloseFrame {
+                        code: CloseCode::new(u16::from_be_bytes([*hi, *lo])),
+                        reason: String::from_utf8(reason.to_vec()).map_err(|e| e.to_string())?,
+                    }),
+                    [_] => return Err("a one-byte close payload".into()),
+                });
+                Ok(None)
+            }
+            0x9 => Ok(Some(Control::Ping(frame.payload))),
+            0xA => Ok(Some(Control::Pong)),
+            opcode => Err(format!("opcode {opcode:#x}")),
+        }
+    }
 }
 
 impl Peer {
-    fn new(side: Side, conn: Connection, config: Config, peer_config: &Config) -> Self {
-        let (role, peer_role) = match side {
-            Side::Client => (Role::Client, Role::Server),
-            Side::Server => (Role::Server, Role::Client),
-        };
+    fn new(side: Side, conn: Connection, config: Config, peer: &Config) -> Self {
         Self {
             side,
-            conn,
+            endpoint: Endpoint::new(conn),
             state: State::Handshaking,
             frozen_at: None,
             muted_at: None,
             lingers: false,
-            done: false,
+            half_closed_at: None,
+            transport_closed_at: None,
+            reset_at: None,
             requested: false,
             opened_at: None,
             close_called: None,
@@ -532,21 +698,15 @@ impl Peer {
             flushed: 0,
             droppable: None,
             received: Vec::new(),
-            out: Decoder::new(peer_role, peer_config),
-            out_http: 0,
-            out_messages: Vec::new(),
-            out_close: None,
-            inp: Decoder::new(role, &config),
-            inp_skip: 0,
-            inp_messages: Vec::new(),
-            inp_closed: false,
+            out: Stream::new(side, config.fragment_size),
+            inp: Stream::new(side.other(), peer.fragment_size),
             config,
         }
     }
 
     /// Driven: handed input and timeouts.
     fn driven(&self) -> bool {
-        self.frozen_at.is_none() && !self.done
+        self.frozen_at.is_none() && self.transport_closed_at.is_none()
     }
 
     fn heartbeat_limit(&self) -> Duration {
@@ -566,7 +726,10 @@ impl Peer {
     ///   close handshake at `last_data + idle_timeout`;
     /// * closing, close frame received (a client waiting for TCP to end):
     ///   `close_timeout` after it arrived;
-    /// * closing, our close sent and no reply: `close_timeout` after it.
+    /// * closing, our close sent and no reply: `close_timeout` after it;
+    /// * over: the transport is closed within `close_timeout` of `Closed`
+    ///   (the last bytes take no time to write here; then the wait for the
+    ///   peer's end of stream is bounded by it).
     fn deadline(&self) -> Option<Duration> {
         match self.state {
             State::Handshaking => Some(HANDSHAKE_TIMEOUT),
@@ -579,49 +742,35 @@ impl Peer {
                 // Checked after every drain not to happen.
                 (None, None) => None,
             },
-            State::Closed => None,
+            State::Closed => match (&self.closed, self.transport_closed_at) {
+                (Some((t, _)), None) => Some(*t + CLOSE_TIMEOUT),
+                _ => None,
+            },
         }
     }
 
-    /// Property 6: the event grammar. The server sees `Request` then `Open`;
-    /// the client `Open`; messages, pings and pongs only while open and
-    /// before the peer's close; `CloseReceived` at most once; `Closed`
-    /// exactly once and last.
+    /// What the model observes of each event (the harness checks their
+    /// grammar): the server accepts the upgrade; the echo side sends every
+    /// message back from inside its event loop.
     fn on_event(&mut self, now: Duration, event: Event, echo: bool) -> Outcome {
         let side = self.side;
-        ensure!(
-            self.closed.is_none(),
-            "{side:?}: {} after Closed",
-            summarize(&event)
-        );
         match event {
             Event::Request(_) => {
-                ensure!(
-                    side == Side::Server && !self.requested,
-                    "{side:?}: unexpected Request"
-                );
                 self.requested = true;
-                let result = self.conn.accept(Accept::default());
+                let result = self.endpoint.conn.accept(at(now), Handshake::default());
                 ensure!(result.is_ok(), "accept: {result:?}");
             }
             Event::HttpRequest(_) => ensure!(false, "{side:?}: HttpRequest for an upgrade"),
             Event::Open(_) => {
-                ensure!(
-                    self.opened_at.is_none() && (side == Side::Client || self.requested),
-                    "{side:?}: unexpected Open"
-                );
                 self.opened_at = Some(now);
                 self.last_rx = now;
                 self.last_data = now;
             }
             Event::Message(message) => {
-                ensure!(
-                    self.opened_at.is_some() && self.close_received.is_none(),
-                    "{side:?}: message outside the open phase"
-                );
                 if echo {
-                    let state = self.conn.state();
-                    let result = self.conn.send(at(now), message.clone());
+                    let conn = &mut self.endpoint.conn;
+                    let state = conn.state();
+                    let result = conn.send(at(now), message.clone());
                     check_usage(side, "echo send", state, &result)?;
                     if result.is_ok() {
                         self.sent.push(message.clone());
@@ -630,15 +779,8 @@ impl Peer {
                 self.last_data = now;
                 self.received.push(message);
             }
-            Event::Ping(_) | Event::Pong(_) => ensure!(
-                self.opened_at.is_some() && self.close_received.is_none(),
-                "{side:?}: control frame event outside the open phase"
-            ),
+            Event::Ping(_) | Event::Pong(_) | Event::Drained => {}
             Event::CloseReceived(frame) => {
-                ensure!(
-                    self.opened_at.is_some() && self.close_received.is_none(),
-                    "{side:?}: unexpected CloseReceived"
-                );
                 if self.close_called.is_none() {
                     // The reply goes out now and drops what is still queued:
                     // only what was sent in this drain, before this event.
@@ -651,95 +793,44 @@ impl Peer {
         Ok(())
     }
 
-    /// Property 3: our own output parses, as the peer's role would parse it.
-    /// At most one HTTP message, before any frame; after the close frame,
-    /// nothing at all. Returns the bytes to write.
-    fn on_transmit(
-        &mut self,
-        now: Duration,
-        mut transmit: Transmit,
-        peer_skip: &mut usize,
-        writable: bool,
-    ) -> Result<Vec<u8>, TestCaseError> {
+    /// Property 3: our own output follows the rules, as the peer reads it
+    /// ([`Stream`]), and property 4: the heartbeat pings only a peer that
+    /// has been silent for whole intervals, and at most `max_missed_pongs`
+    /// times: at `last_seen + k * ping_interval`, 1 <= k <= max_missed_pongs.
+    fn on_output(&mut self, now: Duration, bytes: &[u8]) -> Outcome {
         let side = self.side;
-        let http = transmit.header().is_empty();
-        let mut bytes = Vec::with_capacity(transmit.remaining());
-        while transmit.has_remaining() {
-            let chunk = transmit.chunk();
-            bytes.extend_from_slice(chunk);
-            let n = chunk.len();
-            transmit.advance(n);
-        }
-        ensure!(
-            self.out_close.is_none(),
-            "{side:?} transmitted {} bytes after its close frame",
-            bytes.len()
-        );
-        if http {
-            ensure!(
-                self.out_http == 0 && self.out_messages.is_empty() && self.out.buffered() == 0,
-                "{side:?}: HTTP output after the handshake"
-            );
-            self.out_http += 1;
-            if writable {
-                *peer_skip += bytes.len();
-            }
-            return Ok(bytes);
-        }
-        ensure!(self.out_http == 1, "{side:?}: a frame before the handshake");
-        let mut input = &bytes[..];
-        loop {
-            match self.out.decode(&mut input) {
-                Ok(Some(Decoded::Message(message))) => self.out_messages.push(message),
-                Ok(Some(Decoded::Ping(payload))) if payload.is_empty() => {
-                    // Property 4: the heartbeat pings only a peer that has
-                    // been silent for whole intervals, and at most
-                    // `max_missed_pongs` times: at `last_seen + k *
-                    // ping_interval`, 1 <= k <= max_missed_pongs.
-                    let silent = now.saturating_sub(self.last_rx);
-                    let k = silent.as_nanos() / PING_INTERVAL.as_nanos();
-                    ensure!(
-                        self.state == State::Open
-                            && silent == PING_INTERVAL * k as u32
-                            && (1..=u128::from(self.config.max_missed_pongs)).contains(&k),
-                        "{side:?}: heartbeat ping at {} ms in {:?}, last sign of life {} ms",
-                        ms(now),
-                        self.state,
-                        ms(self.last_rx)
-                    );
-                }
-                Ok(Some(Decoded::Ping(_) | Decoded::Pong(_))) => {}
-                Ok(Some(Decoded::Close(frame))) => {
-                    ensure!(
-                        input.is_empty(),
-                        "{side:?}: bytes after the close frame in one transmit"
-                    );
-                    self.out_close = Some(frame);
-                    break;
-                }
-                Ok(None) => break,
-                Err(error) => ensure!(false, "{side:?}'s own output does not parse: {error}"),
-            }
-        }
-        Ok(bytes)
-    }
-
-    /// The reference parse of what was handed to `handle_input`.
-    fn on_input(&mut self, bytes: &[u8]) -> Outcome {
-        let side = self.side;
-        let skip = self.inp_skip.min(bytes.len());
-        self.inp_skip -= skip;
-        let mut input = &bytes[skip..];
-        while !self.inp_closed && !input.is_empty() {
-            match self.inp.decode(&mut input) {
-                Ok(Some(Decoded::Message(message))) => self.inp_messages.push(message),
-                Ok(Some(Decoded::Close(_))) => self.inp_closed = true,
-                Ok(Some(_)) => {}
-                Ok(None) => break,
-                Err(error) => ensure!(false, "the stream to the {side:?} does not parse: {error}"),
+        let controls = self.out.read(bytes);
+        let controls =
+            controls.map_err(|e| TestCaseError::fail(format!("{side:?}'s own output: {e}")))?;
+        for control in controls {
+            if let Control::Ping(payload) = control
+                && payload.is_empty()
+            {
+                let silent = now.saturating_sub(self.last_rx);
+                let k = silent.as_nanos() / PING_INTERVAL.as_nanos();
+                ensure!(
+                    self.state == State::Open
+                        && silent == PING_INTERVAL * k as u32
+                        && (1..=u128::from(self.config.max_missed_pongs)).contains(&k),
+                    "{side:?}: heartbeat ping at {} ms in {:?}, last sign of life {} ms",
+                    ms(now),
+                    self.state,
+                    ms(self.last_rx)
+                );
             }
         }
         Ok(())
+    }
+
+    /// The rules' reading of what was handed to `handle_input`.
+    fn on_input(&mut self, bytes: &[u8]) -> Outcome {
+        let side = self.side;
+        match self.inp.read(bytes) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(TestCaseError::fail(format!(
+                "the stream to the {side:?}: {e}"
+            ))),
+        }
     }
 }
 
@@ -766,6 +857,9 @@ struct Sim {
     echo: Option<Side>,
     /// A fault took effect while a side was still running.
     faulted: bool,
+    /// Bytes that reached a side whose transport was closed: each a TCP
+    /// reset, which destroys what the writer had not read yet.
+    resets: usize,
     steps: u64,
     /// The last notable things that happened, for failure reports.
     trace: VecDeque<String>,
@@ -792,11 +886,12 @@ impl Sim {
             ],
             echo: scenario.echo,
             faulted: false,
+            resets: 0,
             steps: 0,
             trace: VecDeque::new(),
         };
         // Creating a connection is an input too: the client's request.
-        for side in Side::BOTH {
+        for side in BOTH {
             sim.drain(side)?;
         }
         Ok(sim)
@@ -811,50 +906,60 @@ impl Sim {
     }
 
     fn peer(&self, side: Side) -> &Peer {
-        &self.peers[side.index()]
+        &self.peers[index(side)]
     }
 
     fn peer_mut(&mut self, side: Side) -> &mut Peer {
-        &mut self.peers[side.index()]
+        &mut self.peers[index(side)]
     }
 
-    /// Drains `side` as the contract says, and checks properties 3, 5 and 6
-    /// after every drain:
+    /// Drains `side` as the contract says (the harness checks the event
+    /// grammar and the order of outputs), carries out its transport
+    /// actions, and checks properties 3 and 5 after every drain:
     /// * `buffered_input()` is within its documented bound for the state
     ///   (events are drained, so nothing undecoded may remain);
     /// * `buffered_amount()` is 0: everything queued was taken;
-    /// * the state never moves back, and is `Closed` exactly when `Closed`
-    ///   was reported; once closed, no timer, event or output remains.
+    /// * the state is `Closed` exactly when `Closed` was reported, and
+    ///   `Closing` only after a close frame went one way;
+    /// * once over, a timer runs exactly until the transport is closed.
     fn drain(&mut self, side: Side) -> Outcome {
         let now = self.now;
         let echo = self.echo == Some(side);
         let mut notes = Vec::new();
-        let [client, server] = &mut self.peers;
-        let (me, other) = match side {
-            Side::Client => (client, server),
-            Side::Server => (server, client),
-        };
-        while let Some(event) = me.conn.poll_event() {
+        let me = &mut self.peers[index(side)];
+        loop {
+            let events = me.endpoint.events();
+            if events.is_empty() {
+                break;
+            }
+            for event in events {
+                notes.push(format!("{side:?}: {}", summarize(&event)));
+                me.on_event(now, event, echo)?;
+            }
+        }
+        let out = me.endpoint.drain(at(now));
+        for event in out.events {
             notes.push(format!("{side:?}: {}", summarize(&event)));
             me.on_event(now, event, echo)?;
         }
-        let pipe = &mut self.pipes[side.index()];
-        let writable = pipe.writable();
-        let mut bytes = Vec::new();
-        while let Some(transmit) = me.conn.poll_transmit() {
-            bytes.extend(me.on_transmit(now, transmit, &mut other.inp_skip, writable)?);
-        }
+        me.on_output(now, &out.wire)?;
         me.flushed = me.sent.len();
-        if writable && !bytes.is_empty() {
-            pipe.write(now, bytes);
+        let pipe = &mut self.pipes[index(side)];
+        if pipe.writable() && !out.wire.is_empty() {
+            pipe.write(now, out.wire);
+        }
+        for action in out.transport {
+            notes.push(format!("{side:?}: {action:?}"));
+            match action {
+                TransportAction::HalfClose => me.half_closed_at = Some(now),
+                TransportAction::Close => me.transport_closed_at = Some(now),
+            }
+            if !me.lingers {
+                pipe.shut(now);
+            }
         }
 
-        let state = me.conn.state();
-        ensure!(
-            state >= me.state,
-            "{side:?}: state went back from {:?} to {state:?}",
-            me.state
-        );
+        let state = me.endpoint.conn.state();
         me.state = state;
         ensure!(
             (state == State::Closed) == me.closed.is_some(),
@@ -865,28 +970,24 @@ impl Sim {
             state != State::Closing || me.close_called.is_some() || me.close_received.is_some(),
             "{side:?}: closing, but no close was sent or received"
         );
-        let held = me.conn.buffered_input();
+        let held = me.endpoint.conn.buffered_input();
         let bound = input_bound(&me.config, state);
         ensure!(
             held <= bound,
             "{side:?}: buffered_input {held} over {bound} in {state:?}"
         );
-        let queued = me.conn.buffered_amount();
+        let queued = me.endpoint.conn.buffered_amount();
         ensure!(
             queued == 0,
             "{side:?}: buffered_amount {queued} after draining transmits"
         );
-        if state == State::Closed && !me.done {
+        if state == State::Closed {
+            let timer = me.endpoint.conn.poll_timeout().is_some();
             ensure!(
-                me.conn.poll_timeout().is_none(),
-                "{side:?}: a timer after Closed"
+                timer == me.transport_closed_at.is_none(),
+                "{side:?}: closed, a timer: {timer}, the transport closed: {:?}",
+                me.transport_closed_at.map(ms)
             );
-            // Write what is left (done above) and close the transport.
-            me.done = true;
-            if !me.lingers {
-                pipe.shut(now);
-                notes.push(format!("{side:?}: closes its transport"));
-            }
         }
         for note in notes {
             self.note(note);
@@ -903,25 +1004,48 @@ impl Sim {
         Ok(())
     }
 
-    /// Whether the front chunk from `from` can be delivered now.
+    /// When the front chunk from `from` can be delivered: to a peer that is
+    /// driven, or (as a reset) to one that has closed its transport.
     fn deliverable(&self, from: Side) -> Option<Duration> {
-        let pipe = &self.pipes[from.index()];
-        if pipe.cut || !self.peer(from.other()).driven() {
+        let pipe = &self.pipes[index(from)];
+        let to = self.peer(from.other());
+        let reset = to.transport_closed_at.is_some() && !to.lingers && to.frozen_at.is_none();
+        if pipe.cut || !(to.driven() || reset) {
             return None;
         }
         pipe.queue.front().map(|(due, _)| *due)
+    }
+
+    /// Bytes from `from` reached a peer whose transport is closed: the
+    /// peer's kernel answers with a reset, which destroys what `from` had
+    /// not read yet and fails its transport.
+    fn reset(&mut self, from: Side) -> Outcome {
+        let to = from.other();
+        self.resets += 1;
+        self.note(format!("{to:?}: reset by bytes from the {from:?}"));
+        self.pipes[index(from)].cut();
+        self.pipes[index(to)].cut();
+        let now = self.now;
+        let writer = self.peer_mut(from);
+        writer.reset_at = Some(now);
+        if writer.driven() {
+            let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+            writer.endpoint.conn.handle_transport_error(at(now), &reset);
+            self.drain(from)?;
+        }
+        Ok(())
     }
 
     /// Delivers every chunk due by now, one `handle_input` (or
     /// `handle_eof`) and one drain each. Returns whether anything happened.
     fn deliver_due(&mut self) -> Result<bool, TestCaseError> {
         let mut any = false;
-        for from in Side::BOTH {
+        for from in BOTH {
             while self.deliverable(from).is_some_and(|due| due <= self.now) {
                 self.step()?;
                 any = true;
                 let now = self.now;
-                let pipe = &mut self.pipes[from.index()];
+                let pipe = &mut self.pipes[index(from)];
                 let (_, mut chunk) = pipe.queue.pop_front().expect("front");
                 // A read takes whatever has arrived: often several writes
                 // at once. That is what puts a message and the close behind
@@ -938,11 +1062,18 @@ impl Sim {
                     }
                 }
                 let to = from.other();
+                if self.peer(to).transport_closed_at.is_some() {
+                    // An end of stream to a closed socket ends nothing more.
+                    if let Chunk::Data(_) = chunk {
+                        self.reset(from)?;
+                    }
+                    continue;
+                }
                 match chunk {
                     Chunk::Data(bytes) => {
                         let peer = self.peer_mut(to);
-                        let before = peer.conn.state();
-                        peer.conn.handle_input(at(now), &bytes);
+                        let before = peer.endpoint.conn.state();
+                        peer.endpoint.conn.handle_input(at(now), &bytes);
                         if before == State::Open {
                             peer.last_rx = now;
                         }
@@ -953,7 +1084,7 @@ impl Sim {
                         self.note(format!("{to:?}: handle_eof"));
                         let peer = self.peer_mut(to);
                         peer.eof_at = Some(now);
-                        peer.conn.handle_eof(at(now));
+                        peer.endpoint.conn.handle_eof(at(now));
                         self.drain(to)?;
                     }
                 }
@@ -961,9 +1092,9 @@ impl Sim {
                 // reported by the end of the drain.
                 let peer = self.peer(to);
                 ensure!(
-                    peer.received.len() == peer.inp_messages.len(),
+                    peer.received.len() == peer.inp.messages.len(),
                     "{to:?} was handed {} messages and reported {}",
-                    peer.inp_messages.len(),
+                    peer.inp.messages.len(),
                     peer.received.len()
                 );
             }
@@ -976,12 +1107,12 @@ impl Sim {
     /// would have a driver spin.
     fn fire_timers(&mut self) -> Result<bool, TestCaseError> {
         let mut any = false;
-        for side in Side::BOTH {
+        for side in BOTH {
             let peer = self.peer(side);
             if !peer.driven() {
                 continue;
             }
-            let Some(deadline) = peer.conn.poll_timeout() else {
+            let Some(deadline) = peer.endpoint.conn.poll_timeout() else {
                 continue;
             };
             if deadline > at(self.now) {
@@ -995,8 +1126,8 @@ impl Sim {
             let now = at(self.now);
             let t = self.now;
             let peer = self.peer_mut(side);
-            peer.conn.handle_timeout(now);
-            if state == State::Open && peer.conn.state() == State::Closing {
+            peer.endpoint.conn.handle_timeout(now);
+            if state == State::Open && peer.endpoint.conn.state() == State::Closing {
                 // Only the idle timeout starts a close from a timer: with
                 // 1001, exactly `idle_timeout` after the last data message.
                 // From here on it is as if the application had closed.
@@ -1014,7 +1145,7 @@ impl Sim {
                 self.note(format!("{side:?}: idle timeout"));
             }
             self.drain(side)?;
-            let next = self.peer(side).conn.poll_timeout();
+            let next = self.peer(side).endpoint.conn.poll_timeout();
             ensure!(
                 next.is_none_or(|next| next > now),
                 "{side:?}: poll_timeout still {:?} ms after handle_timeout at {} ms",
@@ -1031,33 +1162,35 @@ impl Sim {
     /// handshake has timed out).
     fn settle(&mut self) -> Outcome {
         while self.deliver_due()? | self.fire_timers()? {}
-        for side in Side::BOTH {
-            let peer = self.peer(side);
-            if !peer.driven() {
-                continue;
-            }
-            if let Some(deadline) = peer.deadline() {
-                ensure!(
-                    self.now < deadline,
-                    "{side:?} still {:?} at {} ms, its deadline was {} ms",
-                    peer.state,
-                    ms(self.now),
-                    ms(deadline)
-                );
-            }
+        for (side, peer, deadline) in self.deadlines() {
+            ensure!(
+                self.now < deadline,
+                "{side:?} still {:?} at {} ms, its deadline was {} ms",
+                peer.state,
+                ms(self.now),
+                ms(deadline)
+            );
         }
         Ok(())
     }
 
+    /// Each driven side with the deadline ([`Peer::deadline`]) by which it
+    /// must leave its state.
+    fn deadlines(&self) -> impl Iterator<Item = (Side, &Peer, Duration)> {
+        BOTH.into_iter().filter_map(|side| {
+            let peer = self.peer(side);
+            let deadline = peer.driven().then(|| peer.deadline()).flatten()?;
+            Some((side, peer, deadline))
+        })
+    }
+
     /// The next time anything is due: a deliverable chunk or a timer.
     fn next_due(&self) -> Option<Duration> {
-        let chunks = Side::BOTH
-            .into_iter()
-            .filter_map(|from| self.deliverable(from));
-        let timers = Side::BOTH.into_iter().filter_map(|side| {
+        let chunks = BOTH.into_iter().filter_map(|from| self.deliverable(from));
+        let timers = BOTH.into_iter().filter_map(|side| {
             let peer = self.peer(side);
             peer.driven()
-                .then(|| peer.conn.poll_timeout())
+                .then(|| peer.endpoint.conn.poll_timeout())
                 .flatten()
                 .map(|t| t.saturating_duration_since(base()))
         });
@@ -1067,22 +1200,16 @@ impl Sim {
     /// Moves the clock. Jumping past a driven side's deadline means its
     /// timer was armed too late (or not at all): fail here, with the times.
     fn advance(&mut self, to: Duration) -> Outcome {
-        for side in Side::BOTH {
-            let peer = self.peer(side);
-            if !peer.driven() {
-                continue;
-            }
-            if let Some(deadline) = peer.deadline() {
-                ensure!(
-                    to <= deadline,
-                    "{side:?} in {:?} must act by {} ms, but nothing is due before {} ms \
-                     (poll_timeout {:?})",
-                    peer.state,
-                    ms(deadline),
-                    ms(to),
-                    peer.conn.poll_timeout().map(|t| ms(t - base()))
-                );
-            }
+        for (side, peer, deadline) in self.deadlines() {
+            ensure!(
+                to <= deadline,
+                "{side:?} in {:?} must act by {} ms, but nothing is due before {} ms \
+                 (poll_timeout {:?})",
+                peer.state,
+                ms(deadline),
+                ms(to),
+                peer.endpoint.conn.poll_timeout().map(|t| ms(t - base()))
+            );
         }
         self.now = to;
         self.settle()
@@ -1106,14 +1233,14 @@ impl Sim {
                 from,
                 min_ms,
                 max_ms,
-            } => self.pipes[from.index()].delay_ms = (*min_ms, *max_ms),
+            } => self.pipes[index(*from)].delay_ms = (*min_ms, *max_ms),
             Op::Send(side, payload) => {
                 if self.peer(*side).frozen_at.is_none() {
                     let message = payload.message();
                     let now = self.now;
                     let peer = self.peer_mut(*side);
-                    let state = peer.conn.state();
-                    let result = peer.conn.send(at(now), message.clone());
+                    let state = peer.endpoint.conn.state();
+                    let result = peer.endpoint.conn.send(at(now), message.clone());
                     check_usage(*side, "send", state, &result)?;
                     if result.is_ok() {
                         peer.sent.push(message);
@@ -1124,9 +1251,10 @@ impl Sim {
             }
             Op::Ping(side, len) => {
                 if self.peer(*side).frozen_at.is_none() {
-                    let peer = self.peer_mut(*side);
-                    let state = peer.conn.state();
-                    let result = peer.conn.ping((0..*len).collect::<Vec<u8>>().into());
+                    let now = at(self.now);
+                    let conn = &mut self.peer_mut(*side).endpoint.conn;
+                    let state = conn.state();
+                    let result = conn.ping(now, (0..*len).collect::<Vec<u8>>().into());
                     check_usage(*side, "ping", state, &result)?;
                     self.drain(*side)?;
                 }
@@ -1137,14 +1265,14 @@ impl Sim {
                 if self.peer(*side).frozen_at.is_none() {
                     self.fault(format!("{side:?} freezes"));
                     self.peer_mut(*side).frozen_at = Some(self.now);
-                    self.pipes[side.index()].cut();
+                    self.pipes[index(*side)].cut();
                 }
             }
             Op::Mute(side) => {
                 if self.peer(*side).muted_at.is_none() {
                     self.fault(format!("{side:?} is muted"));
                     self.peer_mut(*side).muted_at = Some(self.now);
-                    self.pipes[side.index()].cut();
+                    self.pipes[index(*side)].cut();
                 }
             }
             Op::Linger(side) => {
@@ -1154,9 +1282,9 @@ impl Sim {
                 }
             }
             Op::HalfClose(side) => {
-                if !self.pipes[side.index()].shut {
+                if !self.pipes[index(*side)].shut {
                     self.fault(format!("{side:?} half-closes"));
-                    self.pipes[side.index()].shut(self.now);
+                    self.pipes[index(*side)].shut(self.now);
                 }
             }
         }
@@ -1176,11 +1304,11 @@ impl Sim {
         let mut notes = Vec::new();
         let peer = self.peer_mut(side);
         for call in calls {
-            let state = peer.conn.state();
+            let state = peer.endpoint.conn.state();
             match call {
                 Call::Send(payload) => {
                     let message = payload.message();
-                    let result = peer.conn.send(at(now), message.clone());
+                    let result = peer.endpoint.conn.send(at(now), message.clone());
                     check_usage(side, "send", state, &result)?;
                     if result.is_ok() {
                         queued += message.len();
@@ -1189,7 +1317,10 @@ impl Sim {
                     }
                 }
                 Call::Ping(len) => {
-                    let result = peer.conn.ping((0..*len).collect::<Vec<u8>>().into());
+                    let result = peer
+                        .endpoint
+                        .conn
+                        .ping(at(now), (0..*len).collect::<Vec<u8>>().into());
                     check_usage(side, "ping", state, &result)?;
                     if result.is_ok() {
                         queued += usize::from(*len);
@@ -1197,7 +1328,7 @@ impl Sim {
                 }
                 Call::Close { code, reason } => {
                     let code = CloseCode::new(*code);
-                    let result = peer.conn.close(at(now), code, reason);
+                    let result = peer.endpoint.conn.close(at(now), code, reason);
                     check_usage(side, "close", state, &result)?;
                     if result.is_ok() {
                         queued += 2 + reason.len();
@@ -1210,7 +1341,7 @@ impl Sim {
                     }
                 }
             }
-            let amount = peer.conn.buffered_amount();
+            let amount = peer.endpoint.conn.buffered_amount();
             ensure!(
                 amount == queued,
                 "{side:?}: buffered_amount {amount} after queueing {queued} payload bytes"
@@ -1223,7 +1354,7 @@ impl Sim {
     }
 
     fn fault(&mut self, what: String) {
-        if Side::BOTH.iter().any(|&side| !self.peer(side).done) {
+        if BOTH.iter().any(|&side| self.peer(side).driven()) {
             self.faulted = true;
         }
         self.note(what);
@@ -1235,8 +1366,8 @@ impl Sim {
         }
         let now = self.now;
         let peer = self.peer_mut(side);
-        let state = peer.conn.state();
-        let result = peer.conn.close(at(now), code, reason);
+        let state = peer.endpoint.conn.state();
+        let result = peer.endpoint.conn.close(at(now), code, reason);
         check_usage(side, "close", state, &result)?;
         if result.is_ok() {
             let frame = CloseFrame {
@@ -1283,7 +1414,7 @@ impl Sim {
             );
             self.advance(next.max(self.now))?;
         }
-        for side in Side::BOTH {
+        for side in BOTH {
             let peer = self.peer(side);
             ensure!(
                 !peer.driven(),
@@ -1292,16 +1423,20 @@ impl Sim {
             );
             if peer.closed.is_some() {
                 self.judge_closed(side)?;
+                self.judge_transport(side)?;
+            }
+            if peer.transport_closed_at.is_some() {
                 // Closed is the last event, and for good.
                 let t = at(self.now);
-                let conn = &mut self.peer_mut(side).conn;
+                let endpoint = &mut self.peer_mut(side).endpoint;
                 ensure!(
-                    conn.poll_event().is_none()
-                        && conn.poll_transmit().is_none()
-                        && conn.poll_timeout().is_none(),
+                    endpoint.conn.poll_event().is_none()
+                        && endpoint.write(t, usize::MAX).is_empty()
+                        && endpoint.conn.poll_transport().is_none()
+                        && endpoint.conn.poll_timeout().is_none(),
                     "{side:?}: output after Closed"
                 );
-                let result = conn.send(t, Message::text("late"));
+                let result = endpoint.conn.send(t, Message::text("late"));
                 check_usage(side, "send", State::Closed, &result)?;
             }
             self.check_close_frame(side)?;
@@ -1347,7 +1482,16 @@ impl Sim {
             clean: false,
             error: Some(error),
         };
-        if let Some((t_cr, frame)) = &peer.close_received {
+        if let Some(Error::Transport { kind, .. }) = &closed.error {
+            // Only a reset (a fault's consequence) fails a transport here.
+            ensure!(
+                *kind == std::io::ErrorKind::ConnectionReset
+                    && peer.reset_at == Some(t)
+                    && closed == abnormal(closed.error.clone().expect("an error")),
+                "{side:?}: {closed:?} at {when} ms, reset at {:?}",
+                peer.reset_at.map(ms)
+            );
+        } else if let Some((t_cr, frame)) = &peer.close_received {
             let expected = Closed {
                 code: frame.code,
                 reason: frame.reason.clone(),
@@ -1460,6 +1604,45 @@ impl Sim {
         Ok(())
     }
 
+    /// Property 2, the transport: once `side` reported `Closed` at `t`, the
+    /// core closes its transport by `t + CT`: at `t` (nothing to wait for:
+    /// a failed transport, a dead or silent peer, a peer that already ended
+    /// its stream), or after half-closing at `t` (every byte written), at
+    /// the peer's end of stream, at a reset, or exactly at `t + CT`.
+    fn judge_transport(&self, side: Side) -> Outcome {
+        let peer = self.peer(side);
+        let (t, _) = peer.closed.as_ref().expect("closed");
+        let Some(t_c) = peer.transport_closed_at else {
+            // Frozen before its transport closed.
+            ensure!(
+                peer.frozen_at.is_some(),
+                "{side:?}: Closed, but the transport is open"
+            );
+            return Ok(());
+        };
+        let (t, when) = (*t, ms(t_c));
+        match peer.half_closed_at {
+            None => ensure!(
+                t_c == t,
+                "{side:?} closed at {} ms, its transport at {when} ms without half-closing",
+                ms(t)
+            ),
+            Some(t_h) => ensure!(
+                t_h == t
+                    && (peer.eof_at == Some(t_c)
+                        || peer.reset_at == Some(t_c)
+                        || t_c == t + CLOSE_TIMEOUT),
+                "{side:?} closed at {} ms, half-closed at {} ms, closed its transport at \
+                 {when} ms (EOF {:?}, reset {:?})",
+                ms(t),
+                ms(t_h),
+                peer.eof_at.map(ms),
+                peer.reset_at.map(ms)
+            ),
+        }
+        Ok(())
+    }
+
     /// Property 2, the wire side: a side that called `close` sent its own
     /// code and reason; one that answered the peer's close echoed the code
     /// (with no reason); one that did neither sent no close frame (heartbeat,
@@ -1476,9 +1659,9 @@ impl Sim {
             (None, None) => None,
         };
         ensure!(
-            peer.out_close == expected,
+            peer.out.close == expected,
             "{side:?} sent close {:?}, expected {expected:?}",
-            peer.out_close
+            peer.out.close
         );
         Ok(())
     }
@@ -1502,7 +1685,7 @@ impl Sim {
     fn check_delivery(&self, side: Side) -> Outcome {
         let sender = self.peer(side);
         let receiver = self.peer(side.other());
-        let out = &sender.out_messages;
+        let out = &sender.out.messages;
         let k = out.len();
         ensure!(
             k <= sender.sent.len() && out[..] == sender.sent[..k],
@@ -1527,10 +1710,10 @@ impl Sim {
             sender.droppable
         );
         ensure!(
-            receiver.received == receiver.inp_messages,
+            receiver.received == receiver.inp.messages,
             "the {:?} was handed {} messages and reported {}",
             side.other(),
-            receiver.inp_messages.len(),
+            receiver.inp.messages.len(),
             receiver.received.len()
         );
         let n = receiver.received.len();
@@ -1552,7 +1735,7 @@ impl Sim {
     /// * every transmitted message arrived: the receiver got exactly
     ///   `sent` minus the documented dropped tail.
     fn check_fault_free(&self) -> Outcome {
-        for side in Side::BOTH {
+        for side in BOTH {
             let peer = self.peer(side);
             let other = self.peer(side.other());
             ensure!(
@@ -1584,9 +1767,9 @@ impl Sim {
                 "no fault: the {side:?} should close cleanly with {expected:?}, got {closed:?}"
             );
             ensure!(
-                other.received == peer.out_messages,
+                other.received == peer.out.messages,
                 "no fault: the {side:?} transmitted {} messages, the {:?} received {}",
-                peer.out_messages.len(),
+                peer.out.messages.len(),
                 side.other(),
                 other.received.len()
             );
@@ -1595,6 +1778,24 @@ impl Sim {
         let server = self.peer(Side::Server);
         let (t_client, _) = client.closed.as_ref().expect("checked");
         let (t_server, _) = server.closed.as_ref().expect("checked");
+        ensure!(self.resets == 0, "no fault, but {} resets", self.resets);
+        ensure!(
+            server.half_closed_at == Some(*t_server)
+                && server.transport_closed_at.is_some()
+                && server.transport_closed_at == server.eof_at,
+            "no fault: the server should half-close at its Closed ({} ms) and close at the \
+             client's end of stream; half-closed {:?}, closed {:?}, EOF {:?}",
+            ms(*t_server),
+            server.half_closed_at.map(ms),
+            server.transport_closed_at.map(ms),
+            server.eof_at.map(ms)
+        );
+        ensure!(
+            client.transport_closed_at == Some(*t_client),
+            "no fault: the client should close its transport at its Closed ({} ms), not {:?}",
+            ms(*t_client),
+            client.transport_closed_at.map(ms)
+        );
         ensure!(
             client.eof_at == Some(*t_client) && t_server <= t_client,
             "no fault: the client should close on the server's EOF; server closed at {} ms, \

@@ -13,22 +13,26 @@
 //! replays exactly: the engine itself is deterministic.
 
 use std::collections::VecDeque;
-use std::io::IoSlice;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use proptest::collection::vec;
 use proptest::prelude::*;
-use sockeye_core::frame::Header;
+use sockeye_core::testing::{Endpoint, Frame, Length, Side, read_frames, split_head};
 use sockeye_core::{
-    Accept, ClientRequest, CloseCode, CloseFrame, Closed, Config, Connection, Error, Event,
-    Message, Response, State, Transmit, UsageError, apply_mask,
+    ClientRequest, CloseCode, CloseFrame, Closed, Config, Connection, Error, Event, Handshake,
+    Message, Response, State, TransportAction, UsageError,
 };
 
 mod common;
-use common::{Payload, Side, base, input_bound, side, splitmix};
+use common::{Payload, input_bound, side, splitmix};
 
 // ---- shared helpers ----------------------------------------------------
+
+/// Every run starts from the harness's one base instant.
+fn base() -> Instant {
+    sockeye_core::testing::base_instant()
+}
 
 fn request() -> ClientRequest {
     ClientRequest::new("example.com", 80, "/chat?room=1")
@@ -70,8 +74,12 @@ fn check_input_held(conn: &Connection, config: &Config, undrained: usize) {
     );
 }
 
-fn drain_transmits(conn: &mut Connection) -> Vec<Transmit> {
-    std::iter::from_fn(|| conn.poll_transmit()).collect()
+/// A client connection, or a server one, driven by the harness.
+fn endpoint(role: Side, config: Config, seed: u64) -> Endpoint {
+    match role {
+        Side::Client => Endpoint::new(Connection::client(request(), config, seed, base()).unwrap()),
+        Side::Server => Endpoint::server(config, base()),
+    }
 }
 
 fn small_text() -> impl Strategy<Value = String> {
@@ -129,60 +137,15 @@ fn chunking() -> impl Strategy<Value = Chunking> {
     ]
 }
 
-/// Serializes transmits through their `Buf` implementation and cuts the
-/// stream into writes as `chunking` says. A cut can fall anywhere: inside a
-/// header, between header and payload, or across transmits. Writes alternate
-/// between `chunk` and `chunks_vectored` (as `writev` would use it, with one
-/// `advance` that may span header and payload), so partial `advance`s
-/// exercise all of the `Buf` bookkeeping.
-fn split_transmits(transmits: Vec<Transmit>, chunking: &Chunking) -> Vec<Vec<u8>> {
-    let sizes = match chunking {
-        Chunking::Whole => vec![usize::MAX],
-        Chunking::Sizes(sizes) => sizes.clone(),
-    };
-    let mut sizes = sizes.into_iter().cycle();
-    let mut want = sizes.next().expect("non-empty");
-    let mut writes = Vec::new();
-    let mut current = Vec::new();
-    let mut vectored = false;
-    for mut transmit in transmits {
-        let total = transmit.remaining();
-        let mut taken = 0;
-        while transmit.has_remaining() {
-            let room = want - current.len();
-            let before = current.len();
-            if vectored {
-                let mut slices = [IoSlice::new(&[]); 2];
-                let n = transmit.chunks_vectored(&mut slices);
-                assert_eq!(
-                    slices[0].as_ref(),
-                    transmit.chunk(),
-                    "first slice is chunk()"
-                );
-                for slice in &slices[..n] {
-                    let take = slice.len().min(want - current.len());
-                    current.extend_from_slice(&slice[..take]);
-                }
-            } else {
-                let chunk = transmit.chunk();
-                current.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            }
-            let n = current.len() - before;
-            assert!(n > 0, "a Buf with bytes remaining returned no bytes");
-            transmit.advance(n);
-            taken += n;
-            vectored = !vectored;
-            if current.len() == want {
-                writes.push(std::mem::take(&mut current));
-                want = sizes.next().expect("cycled");
-            }
-        }
-        assert_eq!(taken, total, "chunks must add up to remaining()");
+impl Chunking {
+    /// The sizes, cycled.
+    fn sizes(&self) -> impl Iterator<Item = usize> + '_ {
+        let sizes = match self {
+            Self::Whole => &[usize::MAX][..],
+            Self::Sizes(sizes) => &sizes[..],
+        };
+        sizes.iter().copied().cycle()
     }
-    if !current.is_empty() {
-        writes.push(current);
-    }
-    writes
 }
 
 fn split_bytes(bytes: &[u8], chunking: &Chunking) -> Vec<Vec<u8>> {
@@ -204,144 +167,70 @@ fn split_bytes(bytes: &[u8], chunking: &Chunking) -> Vec<Vec<u8>> {
     }
 }
 
-fn concat(transmits: Vec<Transmit>) -> Vec<u8> {
-    split_transmits(transmits, &Chunking::Whole).concat()
+/// A frame as `from` sends it: masked with `key` from a client.
+fn sent_by(frame: Frame, from: Side, key: [u8; 4]) -> Frame {
+    match from {
+        Side::Client => frame.masked(key),
+        Side::Server => frame,
+    }
 }
 
-/// One frame written by hand, independent of the engine's encoder: any first
-/// byte, any mask, a length of any form and any claimed value.
-fn raw_frame(first_byte: u8, mask: Option<[u8; 4]>, len: LenForm, payload: &[u8]) -> Vec<u8> {
-    let claimed = match len {
-        LenForm::Claim(n) => n,
-        _ => payload.len() as u64,
+/// The frames of a byte stream that `role` wrote: its HTTP head first
+/// (checked to be whole), then whole frames and nothing else.
+fn parse_output(role: Side, wire: &[u8]) -> (Vec<u8>, Vec<Frame>) {
+    let (head, frames) = split_head(wire).expect("an HTTP head first");
+    let start: &[u8] = match role {
+        Side::Client => b"GET /chat?room=1 HTTP/1.1\r\n",
+        Side::Server => b"HTTP/1.1 ",
     };
-    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    let mut wire = vec![first_byte];
-    let form = match len {
-        LenForm::Wide16 if claimed <= 0xFFFF => 16,
-        LenForm::Wide16 | LenForm::Wide64 => 64,
-        _ if claimed <= 125 => 7,
-        _ if claimed <= 0xFFFF => 16,
-        _ => 64,
-    };
-    match form {
-        7 => wire.push(mask_bit | claimed as u8),
-        16 => {
-            wire.push(mask_bit | 126);
-            wire.extend_from_slice(&(claimed as u16).to_be_bytes());
-        }
-        _ => {
-            wire.push(mask_bit | 127);
-            wire.extend_from_slice(&claimed.to_be_bytes());
-        }
-    }
-    let start = wire.len() + if mask.is_some() { 4 } else { 0 };
-    if let Some(key) = mask {
-        wire.extend_from_slice(&key);
-    }
-    wire.extend_from_slice(payload);
-    if let Some(key) = mask {
-        apply_mask(&mut wire[start..], key, 0);
-    }
-    wire
+    assert!(head.starts_with(start), "{head:?}");
+    let (frames, rest) = read_frames(frames);
+    assert!(rest.is_empty(), "a frame cut short: {rest:?}");
+    (head.to_vec(), frames)
 }
 
-/// The length field of a hand-written frame.
-#[derive(Debug, Clone, Copy)]
-enum LenForm {
-    /// The payload's length in the shortest form.
-    Exact,
-    /// The payload's length in the 16-bit form even when 7 bits would do.
-    Wide16,
-    /// The payload's length in the 64-bit form.
-    Wide64,
-    /// Any length, whatever bytes follow.
-    Claim(u64),
-}
-
-/// A valid frame as `from` would send it: masked with `key` from a client.
-fn peer_frame(from: Side, first_byte: u8, key: [u8; 4], payload: &[u8]) -> Vec<u8> {
-    let mask = (from == Side::Client).then_some(key);
-    raw_frame(first_byte, mask, LenForm::Exact, payload)
-}
-
-/// A frame transmit, parsed and unmasked, or an HTTP message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Out {
-    Http(Vec<u8>),
-    Frame {
-        fin: bool,
-        opcode: u8,
-        payload: Vec<u8>,
-    },
-}
-
-fn parse_transmit(transmit: &Transmit) -> (Out, Option<[u8; 4]>) {
-    if transmit.header().is_empty() {
-        return (Out::Http(transmit.payload().to_vec()), None);
-    }
-    let (header, len) = Header::parse(transmit.header())
-        .expect("our own header parses")
-        .expect("a transmit holds a whole header");
-    assert_eq!(len, transmit.header().len(), "header length");
-    assert_eq!(
-        header.payload_len,
-        transmit.payload().len() as u64,
-        "announced length"
-    );
-    assert_eq!(header.rsv, 0, "no extension, no RSV bits");
-    let mut payload = transmit.payload().to_vec();
-    if let Some(key) = header.mask {
-        apply_mask(&mut payload, key, 0);
-    }
-    let out = Out::Frame {
-        fin: header.fin,
-        opcode: header.opcode.as_u8(),
-        payload,
-    };
-    (out, header.mask)
-}
-
-/// A client and a server connection, both open, with their outputs drained.
-/// The server's request event and both open events are checked.
+/// A client and a server endpoint, both open, with their outputs drained;
+/// each handshake message reaches the other side in reads as `chunking`
+/// says. The server's request event and both open events are checked.
 fn open_pair(
     client_config: Config,
     server_config: Config,
     seed: u64,
     chunking: (&Chunking, &Chunking),
-) -> (Connection, Connection) {
-    let mut client = Connection::client(request(), client_config, seed, base()).unwrap();
-    let mut server = Connection::server(server_config, base()).unwrap();
+) -> (Endpoint, Endpoint) {
+    let mut client = endpoint(Side::Client, client_config, seed);
+    let mut server = endpoint(Side::Server, server_config, seed);
     let mut events = Vec::new();
-    for write in split_transmits(drain_transmits(&mut client), chunking.0) {
-        server.handle_input(base(), &write);
-        while let Some(event) = server.poll_event() {
+    for read in split_bytes(&client.drain(base()).wire, chunking.0) {
+        server.conn.handle_input(base(), &read);
+        for event in server.events() {
             if matches!(event, Event::Request(_)) {
-                server.accept(Accept::default()).unwrap();
+                server.conn.accept(base(), Handshake::default()).unwrap();
             }
             events.push(event);
         }
     }
+    events.extend(server.events());
     match &events[..] {
-        [Event::Request(request), Event::Open(upgraded)] => {
+        [Event::Request(request), Event::Open(handshake)] => {
             assert_eq!(
                 (request.path.as_str(), request.query.as_deref()),
                 ("/chat", Some("room=1"))
             );
-            assert_eq!((&upgraded.protocol, upgraded.headers.len()), (&None, 0));
+            assert_eq!(handshake, &Handshake::default());
         }
         other => panic!("server handshake events: {other:?}"),
     }
     let mut events = Vec::new();
-    for write in split_transmits(drain_transmits(&mut server), chunking.1) {
-        client.handle_input(base(), &write);
-        events.extend(std::iter::from_fn(|| client.poll_event()));
+    for read in split_bytes(&server.drain(base()).wire, chunking.1) {
+        client.conn.handle_input(base(), &read);
+        events.extend(client.events());
     }
     assert!(
-        matches!(&events[..], [Event::Open(upgraded)] if upgraded.protocol.is_none()),
+        matches!(&events[..], [Event::Open(handshake)] if handshake.protocol.is_none()),
         "client handshake events: {events:?}"
     );
-    assert!(drain_transmits(&mut client).is_empty());
+    assert!(client.drain(base()).is_empty());
     (client, server)
 }
 
@@ -350,9 +239,13 @@ fn open_pair(
 /// What one side's outbox holds and what its application should have seen,
 /// as the protocol (and the engine's documented queueing) predicts it:
 ///
-/// * a transmit is, in order: a queued ping, else a queued pong, else the
+/// * a frame is, in order: a queued ping, else a queued pong, else the
 ///   next fragment of the front message, else the close frame; nothing
 ///   follows the close frame;
+/// * where a message is cut is the engine's choice, within the rule: each
+///   fragment at most `fragment_size` (the whole message without one), none
+///   empty but that of an empty message; the fragments' concatenation is
+///   the message the receiver must report;
 /// * every received ping is answered while at most [`PENDING_PONGS`] pongs
 ///   wait, the oldest being dropped beyond that (§5.5.3 allows answering
 ///   only the latest); none is answered once a close frame is queued;
@@ -413,7 +306,10 @@ impl Wire {
 }
 
 impl Model {
-    fn poll(&mut self) -> Option<Wire> {
+    /// The next frame, if any. `written` is the payload length of the frame
+    /// the engine wrote, if it wrote one: a data fragment takes that length
+    /// once it is checked against the rule.
+    fn poll(&mut self, written: Option<usize>) -> Option<Wire> {
         if self.close_out {
             return None;
         }
@@ -426,9 +322,16 @@ impl Model {
         if let Some(message) = self.data.front() {
             let total = message.len();
             let start = self.front_sent;
-            let end = self
-                .fragment_size
-                .map_or(total, |size| total.min(start + size));
+            let left = total - start;
+            let len = written.unwrap_or(left);
+            assert!(
+                len <= left
+                    && (len > 0 || left == 0)
+                    && self.fragment_size.map_or(len == left, |size| len <= size),
+                "a fragment of {len} bytes, with {left} left and fragment size {:?}",
+                self.fragment_size
+            );
+            let end = start + len;
             let opcode = match (start, message) {
                 (0, Message::Text(_)) => 0x1,
                 (0, Message::Binary(_)) => 0x2,
@@ -500,7 +403,7 @@ impl Model {
 
 struct Peer {
     side: Side,
-    conn: Connection,
+    endpoint: Endpoint,
     config: Config,
     events: Vec<Event>,
     model: Model,
@@ -603,17 +506,47 @@ fn conversation() -> impl Strategy<Value = Conversation> {
 /// by at most one character.
 const MESSAGE_LIMIT: usize = 100 * 1024 + 4;
 
-struct Pair {
+/// The two sides of a conversation. Bytes move only as the operations say,
+/// frame by frame, so that each frame can be held against the model: a
+/// whole-conversation driver (`testing::Pair::drive`) would move them all.
+struct Talk {
     peers: [Peer; 2],
 }
 
-impl Pair {
+/// Writes the next frame `from` offers, in writes of at most the sizes
+/// `sizes` gives, and returns it parsed, with its bytes. Offered one slice
+/// at a time, a connection frames one frame at a time: the model's order
+/// then holds frame by frame, and every write still ends where its size
+/// says, inside a header, say, exercising each partial `handle_written`.
+fn write_frame(
+    from: &mut Endpoint,
+    sizes: &mut impl Iterator<Item = usize>,
+) -> Option<(Frame, Vec<u8>)> {
+    let mut bytes = Vec::new();
+    loop {
+        let chunk = from.write(base(), sizes.next().expect("cycled"));
+        if chunk.is_empty() {
+            assert!(bytes.is_empty(), "a frame cut short: {bytes:?}");
+            return None;
+        }
+        bytes.extend(chunk);
+        let (frames, rest) = read_frames(&bytes);
+        if let ([frame], []) = (&frames[..], rest) {
+            return Some((frame.clone(), bytes));
+        }
+    }
+}
+
+impl Talk {
     fn new(case: &Conversation) -> Self {
         let config = |fragment_size, read_buffer_size| Config {
             fragment_size,
             read_buffer_size,
             max_frame_size: MESSAGE_LIMIT,
             max_message_size: MESSAGE_LIMIT,
+            // Backpressure is not what this checks: the model predicts no
+            // `Drained`.
+            write_buffer_high_water: usize::MAX,
             ..Config::default()
         };
         let client_config = config(case.client_fragment, case.client_read_buffer);
@@ -624,17 +557,20 @@ impl Pair {
             case.seed,
             (&case.handshake.0, &case.handshake.1),
         );
-        let peer = |side, conn, config: Config| Peer {
-            side,
-            conn,
-            model: Model {
-                fragment_size: config.fragment_size,
-                ..Model::default()
-            },
-            config,
-            events: Vec::new(),
-            sent: Vec::new(),
-            pinged: Vec::new(),
+        let peer = |side, mut endpoint: Endpoint, config: Config| {
+            endpoint.slices = 1;
+            Peer {
+                side,
+                endpoint,
+                model: Model {
+                    fragment_size: config.fragment_size,
+                    ..Model::default()
+                },
+                config,
+                events: Vec::new(),
+                sent: Vec::new(),
+                pinged: Vec::new(),
+            }
         };
         Self {
             peers: [
@@ -650,20 +586,20 @@ impl Pair {
 
     fn send(&mut self, side: Side, message: Message) {
         let peer = self.peer(side);
-        peer.conn.send(base(), message.clone()).unwrap();
+        peer.endpoint.conn.send(base(), message.clone()).unwrap();
         peer.model.data.push_back(message.clone());
         peer.sent.push(message);
     }
 
     fn ping(&mut self, side: Side, payload: Bytes) {
         let peer = self.peer(side);
-        peer.conn.ping(payload.clone()).unwrap();
+        peer.endpoint.conn.ping(base(), payload.clone()).unwrap();
         peer.model.pings.push_back(payload.clone());
         peer.pinged.push(payload);
     }
 
-    /// Moves up to `max` transmits from `from` to the other side, written in
-    /// pieces as `chunking` says, and checks each transmit and the
+    /// Moves up to `max` frames from `from` to the other side, written and
+    /// read in pieces as `chunking` says, and checks each frame and the
     /// receiver's events against the model. Returns how many moved.
     fn pump(&mut self, from: Side, max: Option<usize>, chunking: &Chunking) -> usize {
         let [client, server] = &mut self.peers;
@@ -671,52 +607,49 @@ impl Pair {
             Side::Client => (client, server),
             Side::Server => (server, client),
         };
-        let mut transmits = Vec::new();
-        while max.is_none_or(|max| transmits.len() < max) {
-            match (src.conn.poll_transmit(), src.model.poll()) {
+        let mut sizes = chunking.sizes();
+        let mut wire = Vec::new();
+        let mut moved = 0;
+        while max.is_none_or(|max| moved < max) {
+            let written = write_frame(&mut src.endpoint, &mut sizes);
+            let len = written.as_ref().map(|(frame, _)| frame.payload.len());
+            match (written, src.model.poll(len)) {
                 (None, None) => break,
-                (Some(transmit), Some(wire)) => {
-                    let (out, mask) = parse_transmit(&transmit);
-                    let Out::Frame {
-                        fin,
-                        opcode,
-                        payload,
-                    } = out
-                    else {
-                        panic!("HTTP after the handshake: {out:?}");
-                    };
-                    assert_eq!((fin, opcode, payload.len()), wire.shape(), "frame {wire:?}");
+                (Some((frame, bytes)), Some(model)) => {
+                    let shape = (frame.fin, frame.opcode, frame.payload.len());
+                    assert_eq!(shape, model.shape(), "frame {model:?}");
+                    assert_eq!(frame.rsv, 0, "no extension, no RSV bits");
+                    assert_eq!(frame.length, Length::Shortest, "the shortest length");
                     assert_eq!(
-                        mask.is_some(),
+                        frame.mask.is_some(),
                         from == Side::Client,
                         "clients mask, servers do not"
                     );
-                    match &wire {
+                    match &model {
                         Wire::Ping(p) | Wire::Pong(p) => {
-                            assert_eq!(payload, p[..], "control payload")
+                            assert_eq!(frame.payload, p[..], "control payload")
                         }
-                        Wire::Close(frame) => {
-                            let mut expected = frame.code.as_u16().to_be_bytes().to_vec();
-                            expected.extend_from_slice(frame.reason.as_bytes());
-                            assert_eq!(payload, expected, "close payload");
+                        Wire::Close(close) => {
+                            let mut expected = close.code.as_u16().to_be_bytes().to_vec();
+                            expected.extend_from_slice(close.reason.as_bytes());
+                            assert_eq!(frame.payload, expected, "close payload");
                         }
                         Wire::Data { .. } => {}
                     }
-                    dst.model.receive(&wire, dst.side);
-                    transmits.push(transmit);
+                    dst.model.receive(&model, dst.side);
+                    wire.extend(bytes);
+                    moved += 1;
                 }
                 (real, model) => {
                     panic!("{from:?} transmitted {real:?}, the model expected {model:?}")
                 }
             }
         }
-        let moved = transmits.len();
-        for write in split_transmits(transmits, chunking) {
-            dst.conn.handle_input(base(), &write);
-            check_input_held(&dst.conn, &dst.config, write.len());
-            dst.events
-                .extend(std::iter::from_fn(|| dst.conn.poll_event()));
-            check_input_held(&dst.conn, &dst.config, 0);
+        for read in split_bytes(&wire, chunking) {
+            dst.endpoint.conn.handle_input(base(), &read);
+            check_input_held(&dst.endpoint.conn, &dst.config, read.len());
+            dst.events.extend(dst.endpoint.events());
+            check_input_held(&dst.endpoint.conn, &dst.config, 0);
         }
         assert_eq!(
             dst.events, dst.model.expected,
@@ -725,9 +658,9 @@ impl Pair {
         );
         // Whole frames were delivered, so only a fragmented message in
         // progress can be held. (Once closed, nothing is read any more.)
-        if dst.conn.state() != State::Closed {
+        if dst.endpoint.conn.state() != State::Closed {
             assert_eq!(
-                dst.conn.buffered_input(),
+                dst.endpoint.conn.buffered_input(),
                 dst.model.partial,
                 "{:?} buffered input",
                 dst.side
@@ -778,6 +711,7 @@ impl Pair {
         let closer = case.closer;
         let code = CloseCode::new(case.code);
         self.peer(closer)
+            .endpoint
             .conn
             .close(base(), code, &case.reason)
             .unwrap();
@@ -796,14 +730,26 @@ impl Pair {
         assert_eq!(self.pump(closer, None, &case.close_chunking), 0);
         assert_eq!(self.pump(closer.other(), None, &case.close_chunking), 0);
 
-        // The server has closed; the client waits for it to close TCP.
-        assert_eq!(self.peer(Side::Server).conn.state(), State::Closed);
-        assert_eq!(self.peer(Side::Client).conn.state(), State::Closing);
+        // The server has closed, and half-closes TCP first (§7.1.1): the
+        // client waits for that. Nothing is written meanwhile.
+        assert_eq!(self.peer(Side::Server).endpoint.conn.state(), State::Closed);
+        assert_eq!(
+            self.peer(Side::Client).endpoint.conn.state(),
+            State::Closing
+        );
+        let out = self.peer(Side::Server).endpoint.drain(base());
+        assert!(out.events.is_empty() && out.wire.is_empty(), "{out:?}");
+        assert_eq!(out.transport, [TransportAction::HalfClose]);
         let client = self.peer(Side::Client);
-        client.conn.handle_eof(base());
-        client
-            .events
-            .extend(std::iter::from_fn(|| client.conn.poll_event()));
+        client.endpoint.conn.handle_eof(base());
+        let out = client.endpoint.drain(base());
+        assert!(out.wire.is_empty(), "{out:?}");
+        assert_eq!(
+            out.transport,
+            [TransportAction::Close],
+            "nothing to wait for"
+        );
+        client.events.extend(out.events);
         let frame = client
             .model
             .close_received
@@ -813,6 +759,13 @@ impl Pair {
             .model
             .expected
             .push(clean_close(frame.code, &frame.reason));
+
+        // The client's end of stream ends the server's wait.
+        let server = &mut self.peer(Side::Server).endpoint;
+        server.conn.handle_eof(base());
+        let out = server.drain(base());
+        assert!(out.events.is_empty() && out.wire.is_empty(), "{out:?}");
+        assert_eq!(out.transport, [TransportAction::Close]);
 
         for peer in &mut self.peers {
             assert_eq!(
@@ -846,14 +799,16 @@ impl Pair {
             assert_eq!(at, peer.events.len() - 1, "Closed is the last event");
             assert!(closed.clean && closed.error.is_none(), "{closed:?}");
             assert_eq!(closed.code, code, "the initiator's code");
-            assert_eq!(peer.conn.state(), State::Closed);
-            assert_eq!(peer.conn.poll_timeout(), None);
-            assert!(peer.conn.poll_transmit().is_none());
+            let conn = &mut peer.endpoint.conn;
+            assert_eq!(conn.state(), State::Closed);
+            assert_eq!(conn.poll_timeout(), None);
+            assert!(peer.endpoint.write(base(), usize::MAX).is_empty());
+            let conn = &mut peer.endpoint.conn;
             assert_eq!(
-                peer.conn.send(base(), Message::text("late")),
+                conn.send(base(), Message::text("late")),
                 Err(UsageError::Closing)
             );
-            assert_eq!(peer.conn.ping(Bytes::new()), Err(UsageError::Closing));
+            assert_eq!(conn.ping(base(), Bytes::new()), Err(UsageError::Closing));
         }
         // What each side sent arrived intact and in order.
         for side in [Side::Client, Side::Server] {
@@ -892,7 +847,7 @@ proptest! {
     /// side closes and both see a clean close with its code.
     #[test]
     fn conversations_arrive_intact_and_close_cleanly(case in conversation()) {
-        Pair::new(&case).run(&case);
+        Talk::new(&case).run(&case);
     }
 }
 
@@ -1025,19 +980,19 @@ fn produce(producer: Side, script: &Script) -> (Vec<u8>, Vec<Event>) {
     };
     // The producer must be open to send, so run a real handshake; a client
     // with the same seed later expects the very same 101.
-    let mut client = Connection::client(request(), client_config, script.seed, base()).unwrap();
-    let mut server = Connection::server(server_config, base()).unwrap();
-    let request_bytes = concat(drain_transmits(&mut client));
-    server.handle_input(base(), &request_bytes);
-    assert!(matches!(server.poll_event(), Some(Event::Request(_))));
-    server.accept(Accept::default()).unwrap();
-    let response = concat(drain_transmits(&mut server));
-    client.handle_input(base(), &response);
+    let mut client = endpoint(Side::Client, client_config, script.seed);
+    let mut server = endpoint(Side::Server, server_config, script.seed);
+    let request_bytes = client.drain(base()).wire;
+    server.conn.handle_input(base(), &request_bytes);
+    assert!(matches!(server.events()[..], [Event::Request(_)]));
+    server.conn.accept(base(), Handshake::default()).unwrap();
+    let response = server.drain(base()).wire;
+    client.conn.handle_input(base(), &response);
     let (mut conn, mut stream) = match producer {
         Side::Client => (client, request_bytes),
         Side::Server => (server, response),
     };
-    assert_eq!(conn.state(), State::Open);
+    assert_eq!(conn.conn.state(), State::Open);
 
     let mut keys = script.seed;
     let mut expected = Vec::new();
@@ -1046,15 +1001,16 @@ fn produce(producer: Side, script: &Script) -> (Vec<u8>, Vec<Event>) {
         match item {
             Item::Send(payload) => {
                 let message = payload.message();
-                conn.send(base(), message.clone()).unwrap();
+                conn.conn.send(base(), message.clone()).unwrap();
                 expected.push(Event::Message(message));
             }
             Item::Ping(payload) => {
-                conn.ping(Bytes::copy_from_slice(payload)).unwrap();
-                expected.push(Event::Ping(Bytes::copy_from_slice(payload)));
+                let payload = Bytes::copy_from_slice(payload);
+                conn.conn.ping(base(), payload.clone()).unwrap();
+                expected.push(Event::Ping(payload));
             }
             Item::Pong(payload) => {
-                stream.extend(peer_frame(producer, 0x8A, key, payload));
+                stream.extend(sent_by(Frame::pong(payload.clone()), producer, key).encode());
                 expected.push(Event::Pong(Bytes::copy_from_slice(payload)));
             }
             Item::Fragmented {
@@ -1076,14 +1032,11 @@ fn produce(producer: Side, script: &Script) -> (Vec<u8>, Vec<Event>) {
                         (0, false) => 0x2,
                         _ => 0x0,
                     };
-                    stream.extend(peer_frame(
-                        producer,
-                        u8::from(fin) << 7 | opcode,
-                        key,
-                        &body[start..end],
-                    ));
+                    let fragment = Frame::new(opcode, &body[start..end]).fin(fin);
+                    stream.extend(sent_by(fragment, producer, key).encode());
                     if !fin && pings.get(i).copied().unwrap_or(false) {
-                        stream.extend(peer_frame(producer, 0x89, key, &[i as u8]));
+                        let ping = Frame::ping([i as u8]);
+                        stream.extend(sent_by(ping, producer, key).encode());
                         expected.push(Event::Ping(Bytes::from(vec![i as u8])));
                     }
                     start = end;
@@ -1096,13 +1049,13 @@ fn produce(producer: Side, script: &Script) -> (Vec<u8>, Vec<Event>) {
                 }));
             }
         }
-        stream.extend(concat(drain_transmits(&mut conn)));
+        stream.extend(conn.drain(base()).wire);
     }
     match &script.close {
         Some((code, reason)) => {
             let code = CloseCode::new(*code);
-            conn.close(base(), code, reason).unwrap();
-            stream.extend(concat(drain_transmits(&mut conn)));
+            conn.conn.close(base(), code, reason).unwrap();
+            stream.extend(conn.drain(base()).wire);
             expected.push(Event::CloseReceived(CloseFrame {
                 code,
                 reason: reason.clone(),
@@ -1117,9 +1070,11 @@ fn produce(producer: Side, script: &Script) -> (Vec<u8>, Vec<Event>) {
 
 /// A connection fed one stream, with what it said.
 struct Fed {
-    conn: Connection,
+    endpoint: Endpoint,
     events: Vec<Event>,
-    transmits: Vec<Transmit>,
+    /// The bytes it wrote, in order.
+    wire: Vec<u8>,
+    transport: Vec<TransportAction>,
 }
 
 /// How [`feed`] hands each write to the connection.
@@ -1127,9 +1082,9 @@ struct Fed {
 enum Feeding {
     /// Through `handle_input`.
     Input,
-    /// Through `handle_input`, draining the transmits after each: when pongs
-    /// go out, and which ones once more than a few wait (the oldest are
-    /// dropped), depends on when the transmits are drained, not only on the
+    /// Through `handle_input`, writing the output after each: when pongs go
+    /// out, and which ones once more than a few wait (the oldest are
+    /// dropped), depends on when the output is written, not only on the
     /// input.
     DrainingEach,
     /// As a driver reads: into `payload_buffer` while the connection offers
@@ -1141,41 +1096,39 @@ enum Feeding {
 /// Feeds `writes` to a fresh connection of the given role, draining events
 /// after every input (and answering the upgrade request).
 fn feed(role: Side, config: &Config, seed: u64, writes: &[Vec<u8>], feeding: Feeding) -> Fed {
-    let conn = match role {
-        Side::Client => Connection::client(request(), config.clone(), seed, base()).unwrap(),
-        Side::Server => Connection::server(config.clone(), base()).unwrap(),
-    };
     let mut fed = Fed {
-        conn,
+        endpoint: endpoint(role, config.clone(), seed),
         events: Vec::new(),
-        transmits: Vec::new(),
+        wire: Vec::new(),
+        transport: Vec::new(),
     };
     for write in writes {
         let mut rest = &write[..];
         while !rest.is_empty() {
+            let conn = &mut fed.endpoint.conn;
             if let Feeding::Direct = feeding
-                && let Some(room) = fed.conn.payload_buffer()
+                && let Some(room) = conn.payload_buffer()
             {
                 let n = room.len().min(rest.len());
                 for (slot, byte) in room.iter_mut().zip(&rest[..n]) {
                     slot.write(*byte);
                 }
                 // SAFETY: the loop above wrote the first `n` bytes of `room`.
-                unsafe { fed.conn.handle_payload_read(base(), n) };
+                unsafe { conn.handle_payload_read(base(), n) };
                 rest = &rest[n..];
                 fed.drain_events(config, n);
                 continue;
             }
             let n = match feeding {
-                Feeding::Direct => fed.conn.read_size(rest.len()),
+                Feeding::Direct => conn.read_size(rest.len()),
                 Feeding::Input | Feeding::DrainingEach => rest.len(),
             };
-            fed.conn.handle_input(base(), &rest[..n]);
+            conn.handle_input(base(), &rest[..n]);
             rest = &rest[n..];
             fed.drain_events(config, n);
         }
         if let Feeding::DrainingEach = feeding {
-            fed.transmits.extend(drain_transmits(&mut fed.conn));
+            fed.drain();
         }
     }
     fed
@@ -1185,30 +1138,45 @@ impl Fed {
     /// Drains the events after an input of `len` bytes, answering the
     /// upgrade request, and checks what the connection holds on the way.
     fn drain_events(&mut self, config: &Config, len: usize) {
-        check_input_held(&self.conn, config, len);
-        while let Some(event) = self.conn.poll_event() {
-            if matches!(event, Event::Request(_)) {
-                self.conn.accept(Accept::default()).unwrap();
+        check_input_held(&self.endpoint.conn, config, len);
+        loop {
+            let events = self.endpoint.events();
+            if events.is_empty() {
+                break;
             }
-            self.events.push(event);
+            for event in events {
+                if matches!(event, Event::Request(_)) {
+                    let conn = &mut self.endpoint.conn;
+                    conn.accept(base(), Handshake::default()).unwrap();
+                }
+                self.events.push(event);
+            }
         }
-        check_input_held(&self.conn, config, 0);
+        check_input_held(&self.endpoint.conn, config, 0);
     }
-}
 
-/// The transmits' exact bytes, one entry per transmit.
-fn raw(transmits: &[Transmit]) -> Vec<Vec<u8>> {
-    transmits.iter().map(|t| concat(vec![t.clone()])).collect()
-}
+    /// Drains every output, as the contract says.
+    fn drain(&mut self) {
+        let out = self.endpoint.drain(base());
+        self.events.extend(out.events);
+        self.wire.extend(out.wire);
+        self.transport.extend(out.transport);
+    }
 
-/// The transmits parsed (and unmasked, so that masking keys drawn in another
-/// order do not matter), leaving out pongs.
-fn without_pongs(transmits: &[Transmit]) -> Vec<Out> {
-    transmits
-        .iter()
-        .map(|t| parse_transmit(t).0)
-        .filter(|out| !matches!(out, Out::Frame { opcode: 0xA, .. }))
-        .collect()
+    /// The HTTP head and the frames written, parsed (and unmasked, so that masking keys drawn
+    /// in another order do not matter), leaving out pongs.
+    fn without_pongs(&self, role: Side) -> (Vec<u8>, Vec<Frame>) {
+        let (head, frames) = parse_output(role, &self.wire);
+        let frames = frames
+            .into_iter()
+            .filter(|frame| frame.opcode != 0xA)
+            .map(|frame| Frame {
+                mask: frame.mask.map(|_| [0; 4]),
+                ..frame
+            })
+            .collect();
+        (head, frames)
+    }
 }
 
 /// State, buffered input and deadline. Buffered input is left out once
@@ -1242,57 +1210,57 @@ fn check_split_invariance(receiver: Side, script: &Script) {
         "events, fed in pieces and drained each time vs whole"
     );
     for fed in [&mut a, &mut b, &mut d] {
-        fed.transmits.extend(drain_transmits(&mut fed.conn));
+        fed.drain();
     }
-    assert_eq!(raw(&b.transmits), raw(&a.transmits), "output bytes");
-    assert_eq!(raw(&d.transmits), raw(&a.transmits), "output bytes, direct");
-    assert_eq!(observable(&b.conn), observable(&a.conn));
-    assert_eq!(observable(&d.conn), observable(&a.conn));
-    assert_eq!(observable(&c.conn), observable(&a.conn));
+    assert_eq!(b.wire, a.wire, "output bytes");
+    assert_eq!(d.wire, a.wire, "output bytes, direct");
+    assert_eq!(b.transport, a.transport, "transport actions");
+    assert_eq!(d.transport, a.transport, "transport actions, direct");
+    assert_eq!(observable(&b.endpoint.conn), observable(&a.endpoint.conn));
+    assert_eq!(observable(&d.endpoint.conn), observable(&a.endpoint.conn));
+    assert_eq!(observable(&c.endpoint.conn), observable(&a.endpoint.conn));
     // Draining after every input can only add pongs, each answering a ping
     // that had arrived by then.
-    c.transmits.extend(drain_transmits(&mut c.conn));
+    c.drain();
     assert_eq!(
-        without_pongs(&c.transmits),
-        without_pongs(&a.transmits),
+        c.without_pongs(receiver),
+        a.without_pongs(receiver),
         "output frames other than pongs"
     );
-    let pinged: Vec<Vec<u8>> = c
+    assert_eq!(
+        c.transport, a.transport,
+        "transport actions, drained each time"
+    );
+    let pinged: Vec<&[u8]> = c
         .events
         .iter()
         .filter_map(|e| match e {
-            Event::Ping(p) => Some(p.to_vec()),
+            Event::Ping(p) => Some(&p[..]),
             _ => None,
         })
         .collect();
-    for out in c.transmits.iter().map(|t| parse_transmit(t).0) {
-        if let Out::Frame {
-            opcode: 0xA,
-            payload,
-            ..
-        } = out
-        {
+    for frame in parse_output(receiver, &c.wire).1 {
+        if frame.opcode == 0xA {
             assert!(
-                pinged.contains(&payload),
-                "pong {payload:?} answers no ping"
+                pinged.contains(&&frame.payload[..]),
+                "pong {:?} answers no ping",
+                frame.payload
             );
         }
     }
 
     for fed in [&mut a, &mut b, &mut c, &mut d] {
-        fed.conn.handle_eof(base());
-        fed.events
-            .extend(std::iter::from_fn(|| fed.conn.poll_event()));
-        fed.transmits.extend(drain_transmits(&mut fed.conn));
+        fed.endpoint.conn.handle_eof(base());
+        fed.drain();
     }
     assert_eq!(b.events, a.events, "events after EOF");
     assert_eq!(c.events, a.events, "events after EOF");
     assert_eq!(d.events, a.events, "events after EOF, direct");
-    assert_eq!(
-        raw(&b.transmits),
-        raw(&a.transmits),
-        "output bytes after EOF"
-    );
+    assert_eq!(b.wire, a.wire, "output bytes after EOF");
+    for fed in [&a, &b, &c, &d] {
+        // The end of the peer's stream leaves nothing to wait for.
+        assert_eq!(fed.transport.last(), Some(&TransportAction::Close));
+    }
 
     // Not just equal but right: a well-formed stream within the limits
     // gives exactly the scripted events.
@@ -1372,7 +1340,7 @@ enum Mutation {
     Opcode(u8),
     FlipFin,
     WrongMask,
-    Len(LenForm),
+    Len(Length),
     /// Pads the payload to 125 + n bytes: one over the control frame limit
     /// is the interesting case.
     Long(u8),
@@ -1428,7 +1396,7 @@ impl FrameSpec {
         if !matches!(self.kind, FrameKind::Data) {
             payload.truncate(125);
         }
-        let (mut rsv, mut masked, mut len) = (0, from == Side::Client, LenForm::Exact);
+        let (mut rsv, mut masked, mut len) = (0, from == Side::Client, Length::Shortest);
         match self.mutation {
             None => {}
             Some(Mutation::Rsv(bits)) => rsv = bits & 7,
@@ -1438,8 +1406,12 @@ impl FrameSpec {
             Some(Mutation::Len(form)) => len = form,
             Some(Mutation::Long(n)) => payload.resize(125 + usize::from(n), b'x'),
         }
-        let first = (u8::from(fin) << 7) | (rsv << 4) | opcode;
-        raw_frame(first, masked.then_some(self.key), len, &payload)
+        let frame = Frame::new(opcode, payload).fin(fin).rsv(rsv).length(len);
+        match masked {
+            true => frame.masked(self.key),
+            false => frame,
+        }
+        .encode()
     }
 }
 
@@ -1458,10 +1430,10 @@ fn frame_spec() -> impl Strategy<Value = FrameSpec> {
             .prop_map(|(code, reason)| FramePayload::Close(code, reason)),
     ];
     let len = prop_oneof![
-        Just(LenForm::Wide16),
-        Just(LenForm::Wide64),
-        (0u64..10_000).prop_map(LenForm::Claim),
-        any::<u64>().prop_map(LenForm::Claim),
+        Just(Length::Sixteen),
+        Just(Length::SixtyFour),
+        (0u64..10_000).prop_map(Length::Claimed),
+        any::<u64>().prop_map(Length::Claimed),
     ];
     let mutation = prop_oneof![
         // About one frame in 20 is broken, so most cases get a while into
@@ -1580,15 +1552,17 @@ enum Pending {
     Plain,
 }
 
-/// Drives one connection with hostile input and checks, after every step,
-/// everything that must hold whatever the input.
+/// Drives one connection with hostile input through the harness (which
+/// checks the event grammar and the drain order), and checks, after every
+/// step, what else must hold whatever the input.
 struct Fuzzer {
     role: Side,
-    conn: Connection,
+    endpoint: Endpoint,
     config: Config,
     now: Instant,
     defer: bool,
     events: Vec<Event>,
+    /// The state after the last step.
     state: State,
     pending: Option<Pending>,
     opened: bool,
@@ -1596,6 +1570,8 @@ struct Fuzzer {
     closed: bool,
     /// The handshake message this side sent, if any.
     http: Option<Vec<u8>>,
+    /// What it wrote after that and has not been parsed yet.
+    out: Vec<u8>,
     close_sent: bool,
     close_code_sent: Option<CloseCode>,
     /// A protocol error's close code, and the state the connection was in
@@ -1609,15 +1585,9 @@ struct Fuzzer {
 impl Fuzzer {
     fn new(case: &FuzzCase) -> Self {
         let config = small_config();
-        let conn = match case.role {
-            Side::Client => {
-                Connection::client(request(), config.clone(), case.seed, base()).unwrap()
-            }
-            Side::Server => Connection::server(config.clone(), base()).unwrap(),
-        };
         let mut fuzzer = Self {
             role: case.role,
-            conn,
+            endpoint: endpoint(case.role, config.clone(), case.seed),
             config,
             now: base(),
             defer: case.defer,
@@ -1628,6 +1598,7 @@ impl Fuzzer {
             close_received: false,
             closed: false,
             http: None,
+            out: Vec::new(),
             close_sent: false,
             close_code_sent: None,
             failed: None,
@@ -1640,23 +1611,24 @@ impl Fuzzer {
     /// A valid handshake message from the peer: a real client's request, or
     /// a real server's 101 for this client's key.
     fn peer_handshake(&self, seed: u64) -> Vec<u8> {
-        let mut client = Connection::client(request(), Config::default(), seed, base()).unwrap();
-        let request = concat(drain_transmits(&mut client));
+        let request = endpoint(Side::Client, Config::default(), seed)
+            .drain(base())
+            .wire;
         match self.role {
             Side::Server => request,
             Side::Client => {
-                let mut server = Connection::server(Config::default(), base()).unwrap();
-                server.handle_input(base(), &request);
-                assert!(matches!(server.poll_event(), Some(Event::Request(_))));
-                server.accept(Accept::default()).unwrap();
-                concat(drain_transmits(&mut server))
+                let mut server = endpoint(Side::Server, Config::default(), seed);
+                server.conn.handle_input(base(), &request);
+                assert!(matches!(server.events()[..], [Event::Request(_)]));
+                server.conn.accept(base(), Handshake::default()).unwrap();
+                server.drain(base()).wire
             }
         }
     }
 
     fn input(&mut self, data: &[u8]) {
-        self.conn.handle_input(self.now, data);
-        check_input_held(&self.conn, &self.config, data.len());
+        self.endpoint.conn.handle_input(self.now, data);
+        check_input_held(&self.endpoint.conn, &self.config, data.len());
         self.check();
     }
 
@@ -1683,7 +1655,7 @@ impl Fuzzer {
             }
             FuzzOp::Wait(ms) => self.wait(*ms),
             FuzzOp::Eof => {
-                self.conn.handle_eof(self.now);
+                self.endpoint.conn.handle_eof(self.now);
                 self.check();
                 // A half-closed client still gets its answer: only a
                 // request awaiting one keeps the connection.
@@ -1694,9 +1666,10 @@ impl Fuzzer {
             }
             FuzzOp::Answer { accept } => {
                 let result = if *accept {
-                    self.conn.accept(Accept::default())
+                    self.endpoint.conn.accept(self.now, Handshake::default())
                 } else {
-                    self.conn.respond(Response::new(403, "no"))
+                    let response = Response::new(403, "no");
+                    self.endpoint.conn.respond(self.now, response)
                 };
                 let allowed = match (accept, self.pending) {
                     (true, Some(Pending::Upgrade)) | (false, Some(_)) => Ok(()),
@@ -1709,15 +1682,16 @@ impl Fuzzer {
                 self.check();
             }
             FuzzOp::Send(len) => {
-                let result = self.conn.send(self.now, Message::binary(vec![7u8; *len]));
+                let message = Message::binary(vec![7u8; *len]);
+                let result = self.endpoint.conn.send(self.now, message);
                 self.check_usage(result);
             }
             FuzzOp::Ping => {
-                let result = self.conn.ping(Bytes::from_static(b"hb"));
+                let result = self.endpoint.conn.ping(self.now, Bytes::from_static(b"hb"));
                 self.check_usage(result);
             }
             FuzzOp::Close => {
-                let result = self.conn.close(self.now, CloseCode::NORMAL, "bye");
+                let result = self.endpoint.conn.close(self.now, CloseCode::NORMAL, "bye");
                 self.check_usage(result);
             }
         }
@@ -1732,7 +1706,8 @@ impl Fuzzer {
         };
         assert_eq!(result, expected, "in state {:?}", self.state);
         let events = self.events.len();
-        // Outputs were drained before the call, so anything now is its doing.
+        // Outputs were drained before the call, so anything now is its
+        // doing.
         let quiet = self.check();
         if result.is_err() {
             assert!(
@@ -1744,9 +1719,9 @@ impl Fuzzer {
 
     fn wait(&mut self, ms: u32) {
         self.now += Duration::from_millis(u64::from(ms));
-        let deadline = self.conn.poll_timeout();
+        let deadline = self.endpoint.conn.poll_timeout();
         let events = self.events.len();
-        self.conn.handle_timeout(self.now);
+        self.endpoint.conn.handle_timeout(self.now);
         let quiet = self.check();
         if deadline.is_none_or(|d| self.now < d) {
             // Early calls (and any once closed) are harmless.
@@ -1754,34 +1729,50 @@ impl Fuzzer {
                 quiet && self.events.len() == events,
                 "an early handle_timeout did something"
             );
-            assert_eq!(self.conn.poll_timeout(), deadline);
+            assert_eq!(self.endpoint.conn.poll_timeout(), deadline);
         }
         // A driver calls again while the deadline has passed; that must end.
         for _ in 0..self.config.max_missed_pongs + 2 {
-            if self.conn.poll_timeout().is_none_or(|d| d > self.now) {
+            if self
+                .endpoint
+                .conn
+                .poll_timeout()
+                .is_none_or(|d| d > self.now)
+            {
                 break;
             }
-            self.conn.handle_timeout(self.now);
+            self.endpoint.conn.handle_timeout(self.now);
             self.check();
         }
         assert!(
-            self.conn.poll_timeout().is_none_or(|d| d > self.now),
+            self.endpoint
+                .conn
+                .poll_timeout()
+                .is_none_or(|d| d > self.now),
             "deadline stuck in the past"
         );
     }
 
-    /// Drains the outputs and checks every invariant. Returns whether there
-    /// were no transmits.
+    /// Drains the outputs as the contract says, reacting to the events, and
+    /// checks every invariant. Returns whether nothing was written and the
+    /// transport was left alone.
     fn check(&mut self) -> bool {
-        while let Some(event) = self.conn.poll_event() {
-            self.on_event(&event);
-            self.events.push(event);
+        loop {
+            let events = self.endpoint.events();
+            if events.is_empty() {
+                break;
+            }
+            for event in events {
+                self.on_event(&event);
+                self.events.push(event);
+            }
         }
-        let transmits = drain_transmits(&mut self.conn);
-        let quiet = transmits.is_empty();
-        for transmit in transmits {
-            self.on_transmit(&transmit);
+        let out = self.endpoint.drain(self.now);
+        for event in &out.events {
+            self.on_event(event);
         }
+        self.events.extend(out.events);
+        self.on_output(&out.wire);
         if let Some((code, before)) = self.failed {
             // §7.1.7: failing sends a close frame with the error's code,
             // unless this end had started closing already.
@@ -1794,83 +1785,54 @@ impl Fuzzer {
                 );
             }
         }
-        let state = self.conn.state();
-        assert!(
-            state >= self.state,
-            "state went back from {:?} to {state:?}",
-            self.state
-        );
+        let state = self.endpoint.conn.state();
         self.state = state;
         assert_eq!(
             state == State::Closed,
             self.closed,
             "state {state:?} vs Closed event"
         );
-        // Every state but Closed has a deadline with this config (the
-        // heartbeat is on).
+        // With this config (the heartbeat is on) there is a deadline until
+        // the transport is closed: the handshake's, the heartbeat's, the
+        // close handshake's, then the wait for the last bytes or for the
+        // peer's end of stream.
+        let transport_closed = self.endpoint.grammar().is_transport_closed();
         assert_eq!(
-            self.conn.poll_timeout().is_some(),
-            state != State::Closed,
-            "timer in {state:?}"
+            self.endpoint.conn.poll_timeout().is_some(),
+            !transport_closed,
+            "timer in {state:?}, transport closed: {transport_closed}"
         );
-        check_input_held(&self.conn, &self.config, 0);
-        quiet
+        check_input_held(&self.endpoint.conn, &self.config, 0);
+        out.wire.is_empty() && out.transport.is_empty()
     }
 
+    /// What the harness's grammar does not already check of each event.
     fn on_event(&mut self, event: &Event) {
-        assert!(!self.closed, "{event:?} after Closed");
         match event {
             Event::Request(_) | Event::HttpRequest(_) => {
-                assert_eq!(self.role, Side::Server);
-                assert!(
-                    self.events.is_empty(),
-                    "a request comes first: {:?}",
-                    self.events
-                );
                 let kind = if matches!(event, Event::Request(_)) {
                     Pending::Upgrade
                 } else {
                     Pending::Plain
                 };
+                let conn = &mut self.endpoint.conn;
                 if self.defer {
                     self.pending = Some(kind);
                 } else if kind == Pending::Upgrade {
-                    self.conn.accept(Accept::default()).unwrap();
+                    conn.accept(self.now, Handshake::default()).unwrap();
                 } else {
-                    self.conn.respond(Response::new(404, "no")).unwrap();
+                    conn.respond(self.now, Response::new(404, "no")).unwrap();
                 }
             }
-            Event::Open(_) => {
-                assert!(!self.opened, "opened twice");
-                match self.role {
-                    Side::Server => assert!(
-                        matches!(self.events[..], [Event::Request(_)]),
-                        "{:?}",
-                        self.events
-                    ),
-                    Side::Client => assert!(self.events.is_empty(), "{:?}", self.events),
-                }
-                self.opened = true;
-            }
+            Event::Open(_) => self.opened = true,
             Event::Message(message) => {
-                assert!(
-                    self.opened && !self.close_received,
-                    "{event:?} outside the open phase"
-                );
                 assert!(message.len() <= self.config.max_message_size);
             }
             Event::Ping(payload) | Event::Pong(payload) => {
-                assert!(
-                    self.opened && !self.close_received,
-                    "{event:?} outside the open phase"
-                );
                 assert!(payload.len() <= 125, "control payload of {}", payload.len());
             }
+            Event::Drained => {}
             Event::CloseReceived(frame) => {
-                assert!(
-                    self.opened && !self.close_received,
-                    "{event:?} twice or before open"
-                );
                 assert!(
                     frame.code == CloseCode::NO_STATUS || frame.code.is_valid_on_wire(),
                     "{frame:?}"
@@ -1896,63 +1858,69 @@ impl Fuzzer {
         }
     }
 
-    fn on_transmit(&mut self, transmit: &Transmit) {
-        assert!(
-            !self.close_sent,
-            "transmit after the close frame: {transmit:?}"
+    /// Parses what was written: one HTTP message first, then frames, and
+    /// nothing after the close frame.
+    fn on_output(&mut self, wire: &[u8]) {
+        if wire.is_empty() {
+            return;
+        }
+        assert!(!self.close_sent, "{wire:?} written after the close frame");
+        self.out.extend_from_slice(wire);
+        if self.http.is_none() {
+            let (head, rest) = split_head(&self.out).expect("a whole HTTP head first");
+            let start: &[u8] = match self.role {
+                Side::Client => b"GET /chat?room=1 HTTP/1.1\r\n",
+                Side::Server => b"HTTP/1.1 ",
+            };
+            assert!(head.starts_with(start), "{head:?}");
+            self.http = Some(head.to_vec());
+            self.out = rest.to_vec();
+        }
+        let (frames, rest) = read_frames(&self.out);
+        let rest = rest.to_vec();
+        for frame in frames {
+            self.on_frame(frame);
+        }
+        self.out = rest;
+    }
+
+    fn on_frame(&mut self, frame: Frame) {
+        assert!(!self.close_sent, "a frame after the close frame: {frame:?}");
+        // Frames only on an upgraded connection.
+        let upgraded = match self.role {
+            Side::Client => self.opened,
+            Side::Server => self
+                .http
+                .as_ref()
+                .is_some_and(|h| h.starts_with(b"HTTP/1.1 101 ")),
+        };
+        assert!(upgraded, "a frame without an upgrade");
+        assert_eq!(
+            frame.mask.is_some(),
+            self.role == Side::Client,
+            "masking follows the role"
         );
-        let (out, mask) = parse_transmit(transmit);
-        match out {
-            Out::Http(bytes) => {
-                assert!(self.http.is_none(), "a second HTTP message: {bytes:?}");
-                let start: &[u8] = match self.role {
-                    Side::Client => b"GET /chat?room=1 HTTP/1.1\r\n",
-                    Side::Server => b"HTTP/1.1 ",
-                };
-                assert!(bytes.starts_with(start), "{bytes:?}");
-                assert!(bytes.windows(4).any(|w| w == b"\r\n\r\n"), "a whole head");
-                self.http = Some(bytes);
-            }
-            Out::Frame {
-                fin,
-                opcode,
-                payload,
-            } => {
-                // Frames only on an upgraded connection.
-                let upgraded = match self.role {
-                    Side::Client => self.opened,
-                    Side::Server => self
-                        .http
-                        .as_ref()
-                        .is_some_and(|h| h.starts_with(b"HTTP/1.1 101 ")),
-                };
-                assert!(upgraded, "a frame without an upgrade");
-                assert_eq!(
-                    mask.is_some(),
-                    self.role == Side::Client,
-                    "masking follows the role"
-                );
-                assert!([0x0, 0x1, 0x2, 0x8, 0x9, 0xA].contains(&opcode));
-                if opcode >= 0x8 {
-                    assert!(
-                        fin && payload.len() <= 125,
-                        "control frame {opcode:#x} of {}",
-                        payload.len()
-                    );
+        assert_eq!(frame.rsv, 0, "no extension, no RSV bits");
+        let opcode = frame.opcode;
+        assert!([0x0, 0x1, 0x2, 0x8, 0x9, 0xA].contains(&opcode));
+        if opcode >= 0x8 {
+            assert!(
+                frame.fin && frame.payload.len() <= 125,
+                "control frame {opcode:#x} of {}",
+                frame.payload.len()
+            );
+        }
+        if opcode == 0x8 {
+            self.close_sent = true;
+            match &frame.payload[..] {
+                [] => {}
+                [hi, lo, reason @ ..] => {
+                    let code = CloseCode::new(u16::from_be_bytes([*hi, *lo]));
+                    self.close_code_sent = Some(code);
+                    assert!(code.is_valid_on_wire(), "sent close code {code}");
+                    assert!(std::str::from_utf8(reason).is_ok(), "close reason UTF-8");
                 }
-                if opcode == 0x8 {
-                    self.close_sent = true;
-                    match &payload[..] {
-                        [] => {}
-                        [hi, lo, reason @ ..] => {
-                            let code = CloseCode::new(u16::from_be_bytes([*hi, *lo]));
-                            self.close_code_sent = Some(code);
-                            assert!(code.is_valid_on_wire(), "sent close code {code}");
-                            assert!(std::str::from_utf8(reason).is_ok(), "close reason UTF-8");
-                        }
-                        [_] => panic!("a 1-byte close payload"),
-                    }
-                }
+                [_] => panic!("a 1-byte close payload"),
             }
         }
     }
@@ -1983,6 +1951,12 @@ fn check_hostile(case: &FuzzCase) {
         .count();
     assert_eq!(closed, 1, "exactly one Closed: {:?}", fuzzer.events);
     assert!(matches!(fuzzer.events.last(), Some(Event::Closed(_))));
+    // And with the peer's stream over, the transport is closed: nothing is
+    // left to wait for.
+    assert!(
+        fuzzer.endpoint.grammar().is_transport_closed(),
+        "the transport is still open after EOF"
+    );
 }
 
 // Case counts keep the whole file well under a minute in a debug build on

@@ -1,5 +1,6 @@
 use super::*;
 use crate::message::Message;
+use crate::testing::Frame;
 
 fn decoder(role: Role) -> Decoder {
     Decoder::new(role, &Config::default())
@@ -304,18 +305,12 @@ fn close_payload_rules() {
         first_error(Role::Client, &[0x88, 0x01, 0x03]),
         ProtocolError::TruncatedCloseCode
     );
-    let frame = |code: u16, reason: &[u8]| {
-        let mut wire = vec![0x88, 2 + reason.len() as u8];
-        wire.extend_from_slice(&code.to_be_bytes());
-        wire.extend_from_slice(reason);
-        wire
-    };
     for code in [
         1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999,
         4000, 4999,
     ] {
         assert_eq!(
-            both_ways(Role::Client, &frame(code, b"why")),
+            both_ways(Role::Client, &Frame::close(code, "why").encode()),
             Ok(vec![Decoded::Close(Some(CloseFrame {
                 code: CloseCode::new(code),
                 reason: "why".into()
@@ -327,11 +322,11 @@ fn close_payload_rules() {
         0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
     ] {
         assert_eq!(
-            first_error(Role::Client, &frame(code, b"")),
+            first_error(Role::Client, &Frame::close(code, "").encode()),
             ProtocolError::InvalidCloseCode(code)
         );
     }
-    let error = first_error(Role::Client, &frame(1000, b"\xff"));
+    let error = first_error(Role::Client, &Frame::new(0x8, *b"\x03\xe8\xff").encode());
     assert_eq!(error, ProtocolError::InvalidCloseReason);
     assert_eq!(error.close_code(), CloseCode::INVALID_PAYLOAD);
 }
@@ -367,7 +362,7 @@ fn small_messages_share_one_allocation() {
     let mut d = decoder(Role::Server);
     let mut wire = Vec::new();
     for payload in [b"first", b"secnd", b"third"] {
-        wire.extend(frame(Opcode::Binary, Some([1, 2, 3, 4]), payload));
+        wire.extend(Frame::binary(*payload).masked([1, 2, 3, 4]).encode());
     }
     let messages = decode_all(&mut d, &wire).unwrap();
     // All three stay alive, each right after the one before in memory.
@@ -398,24 +393,6 @@ fn release_buffers_frees_idle_memory_only() {
 }
 
 // Reading straight into the message buffer.
-
-/// A whole frame: header (masked with `key` if given) and payload.
-fn frame(opcode: Opcode, key: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
-    let header = Header {
-        fin: true,
-        rsv: 0,
-        opcode,
-        mask: key,
-        payload_len: payload.len() as u64,
-    };
-    let mut wire = header.encode().as_slice().to_vec();
-    let start = wire.len();
-    wire.extend_from_slice(payload);
-    if let Some(key) = key {
-        apply_mask(&mut wire[start..], key, 0);
-    }
-    wire
-}
 
 /// Decodes `wire` as a driver reads it: into `payload_spare` while the
 /// decoder offers room, at most `read` bytes at a time, and through
@@ -448,7 +425,7 @@ fn decode_reading(
 fn payload_read_into_the_spare_room_is_unmasked_and_checked() {
     let body = "héllo wörld ".repeat(3000);
     let key = [0x37, 0xfa, 0x21, 0x3d];
-    let wire = frame(Opcode::Text, Some(key), body.as_bytes());
+    let wire = Frame::text(&body).masked(key).encode();
     for read in [1000, 4096, 65_536] {
         let mut d = decoder(Role::Server);
         assert_eq!(decode_reading(&mut d, &wire, read), Ok(vec![text(&body)]));
@@ -456,7 +433,7 @@ fn payload_read_into_the_spare_room_is_unmasked_and_checked() {
     // Invalid UTF-8 deep in the direct part fails as it does through decode.
     let mut bad = body.clone().into_bytes();
     bad[30_000] = 0xff;
-    let wire = frame(Opcode::Text, Some(key), &bad);
+    let wire = Frame::new(0x1, bad).masked(key).encode();
     assert_eq!(
         decode_reading(&mut decoder(Role::Server), &wire, 4096),
         Err(ProtocolError::InvalidUtf8)
@@ -467,12 +444,12 @@ fn payload_read_into_the_spare_room_is_unmasked_and_checked() {
 fn payload_spare_is_offered_only_for_large_remainders_of_data_frames() {
     let mut d = decoder(Role::Client);
     assert!(d.payload_spare().is_none(), "between frames");
-    let ping = frame(Opcode::Ping, None, &[1; 100]);
+    let ping = Frame::ping([1; 100]).encode();
     decode_all(&mut d, &ping[..10]).unwrap();
     assert!(d.payload_spare().is_none(), "in a control frame");
     decode_all(&mut d, &ping[10..]).unwrap();
 
-    let wire = frame(Opcode::Binary, None, &[7; 10_000]);
+    let wire = Frame::binary([7; 10_000]).encode();
     // Header and 6 000 bytes in: 4 000 to come, less than read_buffer_size.
     decode_all(&mut d, &wire[..4 + 6_000]).unwrap();
     assert!(d.payload_spare().is_none(), "a small remainder");
@@ -488,14 +465,14 @@ fn reads_are_cut_short_only_after_a_large_frame() {
     let read_buffer_size = Config::default().read_buffer_size;
     let mut d = decoder(Role::Client);
     assert_eq!(d.read_size(CAPACITY), CAPACITY, "a fresh connection");
-    decode_all(&mut d, &frame(Opcode::Binary, None, &[1; 60_000])).unwrap();
+    decode_all(&mut d, &Frame::binary([1; 60_000]).encode()).unwrap();
     assert_eq!(
         d.read_size(CAPACITY),
         CAPACITY,
         "after a message under 64 KiB"
     );
 
-    let wire = frame(Opcode::Binary, None, &[2; 100_000]);
+    let wire = Frame::binary([2; 100_000]).encode();
     decode_all(&mut d, &wire).unwrap();
     assert_eq!(d.read_size(CAPACITY), read_buffer_size, "between frames");
     // All of the next frame but 1 000 bytes: those, and room for the header
@@ -505,7 +482,7 @@ fn reads_are_cut_short_only_after_a_large_frame() {
     assert_eq!(d.read_size(100), 100, "never more than the room");
     decode_all(&mut d, &wire[wire.len() - 1_000..]).unwrap();
 
-    decode_all(&mut d, &frame(Opcode::Binary, None, &[3; 10])).unwrap();
+    decode_all(&mut d, &Frame::binary([3; 10]).encode()).unwrap();
     assert_eq!(
         d.read_size(CAPACITY),
         CAPACITY,
@@ -524,7 +501,7 @@ fn reads_are_cut_short_only_after_a_large_frame() {
 #[test]
 fn a_peer_that_sent_a_large_message_gets_room_for_the_next_at_once() {
     let payload = vec![9; 1 << 20];
-    let wire = frame(Opcode::Binary, None, &payload);
+    let wire = Frame::binary(payload.clone()).encode();
     let mut d = decoder(Role::Client);
     // The first message grows with what arrives, 64 KiB at a time.
     assert_eq!(decode_reading(&mut d, &wire, 65_536).unwrap().len(), 1);
@@ -552,7 +529,7 @@ fn a_large_message_does_not_start_in_leftover_room_it_would_outgrow() {
     d.buffer = buffer;
     // The next message starts in a buffer of its own instead of being
     // copied out of that room when it fills up.
-    let wire = frame(Opcode::Binary, None, &vec![2; 200_001]);
+    let wire = Frame::binary(vec![2; 200_001]).encode();
     decode_all(&mut d, &wire[..10 + 1000]).unwrap();
     let start = d.buffer.as_ptr();
     let rest = decode_all(&mut d, &wire[10 + 1000..]).unwrap();

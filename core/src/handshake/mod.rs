@@ -47,6 +47,7 @@ pub struct Handshake {
 /// assert_eq!(header.value_str(), Some("https://example.com"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Header {
     /// The name, as received.
     pub name: String,

@@ -1,35 +1,11 @@
-//! What the property tests (`properties.rs`, `model.rs`) share: the clock
-//! base, the two sides, generated message payloads and the documented input
-//! bound.
-
-use std::sync::OnceLock;
-use std::time::Instant;
+//! What the property tests (`properties.rs`, `model.rs`) share beyond
+//! `sockeye_core::testing`: generated sides and message payloads, and the
+//! documented input bound.
 
 use proptest::prelude::*;
 use sockeye_core::frame::MAX_HEADER_LEN;
+use sockeye_core::testing::Side;
 use sockeye_core::{Config, Message, State};
-
-/// One `Instant` taken once, so every run replays exactly: the engine is
-/// deterministic given its inputs.
-pub fn base() -> Instant {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    *BASE.get_or_init(Instant::now)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    Client,
-    Server,
-}
-
-impl Side {
-    pub fn other(self) -> Self {
-        match self {
-            Self::Client => Self::Server,
-            Self::Server => Self::Client,
-        }
-    }
-}
 
 pub fn side() -> impl Strategy<Value = Side> {
     prop_oneof![Just(Side::Client), Just(Side::Server)]

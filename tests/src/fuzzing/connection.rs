@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
-use sockeye_core::frame::Role;
-use sockeye_core::{CloseCode, Error, Event, Message, ResponseError};
+use sockeye_core::{CloseCode, Error, Event, Message, ResponseError, Role};
 
 use super::check::{Answer, Checked};
 use super::peer::{FrameSpec, RequestSpec, ResponseBreakage, ResponseSpec, encode_frame};
@@ -93,14 +92,16 @@ impl SendSpec {
     }
 }
 
-/// A close code for [`Connection::close`](sockeye_core::Connection::close).
+/// A close code for [`Connection::close`](sockeye_core::Connection::close):
+/// weighted towards codes that may be sent, which a uniform `CloseCode`
+/// seldom is.
 #[derive(Arbitrary, Debug, Clone, Copy)]
 pub(crate) enum CodeChoice {
     Normal,
     GoingAway,
     Application(u16),
     /// Any number; most may not be sent.
-    Any(u16),
+    Any(CloseCode),
 }
 
 impl CodeChoice {
@@ -109,7 +110,7 @@ impl CodeChoice {
             Self::Normal => CloseCode::NORMAL,
             Self::GoingAway => CloseCode::GOING_AWAY,
             Self::Application(n) => CloseCode::new(3000 + n % 2000),
-            Self::Any(n) => CloseCode::new(n),
+            Self::Any(code) => code,
         }
     }
 }
@@ -159,13 +160,13 @@ pub(crate) fn run(role: Role, data: &[u8]) -> BTreeSet<String> {
             } => {
                 let bytes = match role {
                     Role::Server => request.encode(),
-                    Role::Client => response.encode(&conn.wire.request_key()),
+                    Role::Client => response.encode(&conn.request_key()),
                 };
-                let events_before = conn.events.len();
+                let events_before = conn.events().len();
                 let first = fed == 0 && conn.state() == sockeye_core::State::Handshaking;
                 feed(&mut conn, &bytes, *split);
                 if first {
-                    let events = &conn.events[events_before..];
+                    let events = &conn.events()[events_before..];
                     match role {
                         Role::Server => check_request_verdict(request, events),
                         Role::Client => check_response_verdict(response, &conn, events),
@@ -191,7 +192,7 @@ pub(crate) fn run(role: Role, data: &[u8]) -> BTreeSet<String> {
             Op::Answer(answer) => conn.answer(answer),
         }
     }
-    conn.features
+    conn.checker.features
 }
 
 /// Feeds `bytes` as one read, or at `split` (modulo the length) as an input

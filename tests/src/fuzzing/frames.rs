@@ -2,10 +2,10 @@
 //! [`reference`](super::reference), and against `std::str::from_utf8`.
 
 use arbitrary::Unstructured;
-use sockeye_core::frame::{Decoded, Decoder, MAX_HEADER_LEN, Role};
-use sockeye_core::{Config, MAX_CLOSE_REASON, Message, ProtocolError};
+use sockeye_core::frame::{Decoded, Decoder, MAX_HEADER_LEN};
+use sockeye_core::testing::Frame;
+use sockeye_core::{Config, MAX_CLOSE_REASON, Message, ProtocolError, Role};
 
-use super::peer::{FrameSpec, OpcodeSpec, PayloadSpec, encode_frame};
 use super::{chunks, reference, small_config};
 
 /// What a decoder made of a stream fed in given chunks.
@@ -171,33 +171,22 @@ pub fn utf8_differential(data: &[u8]) {
     let mut stream = Vec::new();
     let mut position = Vec::with_capacity(payload.len());
     let key = [frag_seed, frag_max, chunk_seed, 0x5a];
+    // A client masks with a key from the input, so that the masking varies.
+    let sent = |frame: Frame| match sender {
+        Role::Client => frame.masked(key).encode(),
+        Role::Server => frame.encode(),
+    };
     let mut pings = 0;
     for (i, fragment) in fragments.iter().enumerate() {
         let last = i + 1 == fragments.len();
-        let spec = FrameSpec {
-            fin: last,
-            opcode: if i == 0 {
-                OpcodeSpec::Text
-            } else {
-                OpcodeSpec::Continuation
-            },
-            payload: PayloadSpec::Bytes(fragment.to_vec()),
-            key,
-            flaw: None,
-        };
-        let frame = encode_frame(&spec, sender);
+        // Text, then continuations.
+        let opcode = if i == 0 { 0x1 } else { 0x0 };
+        let frame = sent(Frame::new(opcode, fragment.to_vec()).fin(last));
         let start = stream.len() + frame.len() - fragment.len();
         position.extend(start..start + fragment.len());
         stream.extend_from_slice(&frame);
         if flags & 2 != 0 && !last {
-            let ping = FrameSpec {
-                fin: true,
-                opcode: OpcodeSpec::Ping,
-                payload: PayloadSpec::Bytes(vec![b'p'; i % 3]),
-                key,
-                flaw: None,
-            };
-            stream.extend_from_slice(&encode_frame(&ping, sender));
+            stream.extend_from_slice(&sent(Frame::ping(vec![b'p'; i % 3])));
             pings += 1;
         }
     }

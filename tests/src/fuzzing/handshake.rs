@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use arbitrary::Unstructured;
+use sockeye_core::Header;
 
 use super::check::{Answer, Checked, HeaderSpec, ProtocolChoice, StatusChoice};
 use super::peer::switch_head_open;
@@ -26,10 +27,7 @@ fn server_answer(choice: u8) -> Option<Answer> {
         2 => accept(ProtocolChoice::Unoffered, None),
         3 => accept(
             ProtocolChoice::None,
-            Some(HeaderSpec::Any {
-                name: "Bad Name".into(),
-                value: b"v".to_vec(),
-            }),
+            Some(HeaderSpec::Any(Header::new("Bad Name", "v"))),
         ),
         4 => respond(StatusChoice::Forbidden, None),
         5 => respond(StatusChoice::Any(101), None),
@@ -86,7 +84,7 @@ pub(crate) fn run_server(data: &[u8]) -> BTreeSet<String> {
     if flags & 0x20 != 0 {
         server.advance(Duration::from_secs(11));
     }
-    server.features
+    server.checker.features
 }
 
 /// The client's response parser.
@@ -122,12 +120,8 @@ pub(crate) fn run_client(data: &[u8]) -> BTreeSet<String> {
     let mut client = Checked::client(config, CLIENT_SEED, Instant::now());
     let mut stream = match mode % 3 {
         0 => Vec::new(),
-        1 => [
-            switch_head_open(&client.wire.request_key()),
-            b"\r\n".to_vec(),
-        ]
-        .concat(),
-        _ => switch_head_open(&client.wire.request_key()),
+        1 => [switch_head_open(&client.request_key()), b"\r\n".to_vec()].concat(),
+        _ => switch_head_open(&client.request_key()),
     };
     stream.extend_from_slice(bytes);
     for chunk in chunks(&stream, seed, 64) {
@@ -143,7 +137,7 @@ pub(crate) fn run_client(data: &[u8]) -> BTreeSet<String> {
     if flags & 2 != 0 {
         client.advance(Duration::from_secs(11));
     }
-    client.features
+    client.checker.features
 }
 
 /// The seed of the client connection in [`handshake_client`]. Fixed, so its

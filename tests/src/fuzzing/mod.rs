@@ -7,14 +7,20 @@
 //! `cargo test`, so a regression input replays without nightly or libFuzzer.
 //!
 //! Every target asserts invariants, so a violation is a crash the fuzzer
-//! reports, not just a panic-free run:
+//! reports, not just a panic-free run. The connection targets drive the core
+//! with the shared harness, [`sockeye_core::testing`] (an `Endpoint` per
+//! scripted connection, a `Pair` for [`round_trip`]), so they check the
+//! rules every test checks, and `check.rs` adds what each scenario predicts:
 //!
 //! * received bytes held by a connection stay under the documented caps;
-//! * the state only moves forward, and `Closed` is the last event, once;
-//! * our own output parses with a decoder of the other role, and nothing is
-//!   transmitted after a close frame;
-//! * every failure maps to its documented close code or HTTP status;
-//! * usage errors leave the connection unchanged.
+//! * the state only moves forward, and `Closed` is the last event, once,
+//!   with the close code its cause documents (`Grammar`);
+//! * our own output reads back as RFC 6455 allows a sender to write it
+//!   (`Wire`), and nothing is written after a close frame or once the
+//!   transport is half-closed;
+//! * every failure sends its documented close code or HTTP status;
+//! * usage errors are the documented ones and leave the connection
+//!   unchanged.
 //!
 //! The byte-oriented targets ([`handshake_server`], [`handshake_client`],
 //! [`frame_decoder`], [`utf8_differential`]) take a few control bytes and

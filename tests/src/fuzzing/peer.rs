@@ -4,8 +4,9 @@
 //! the core's, so that a shared misreading of RFC 6455 would show.
 
 use arbitrary::Arbitrary;
-use sockeye_core::frame::{Opcode, Role};
-use sockeye_core::{RequestError, accept_key};
+use sockeye_core::frame::Opcode;
+use sockeye_core::testing::{Frame, Length};
+use sockeye_core::{RequestError, Role, accept_key};
 
 /// Payloads that may repeat a byte this many times at most: enough to cross
 /// the fuzz limits (2 KiB frames, 4 KiB messages) without slow inputs.
@@ -20,36 +21,13 @@ const VALID_CLOSE_CODES: [u16; 12] = [
 #[derive(Arbitrary, Debug, Clone)]
 pub(crate) struct FrameSpec {
     pub(crate) fin: bool,
-    pub(crate) opcode: OpcodeSpec,
+    /// One of the six defined opcodes; [`Flaw::ReservedOpcode`] picks the
+    /// others.
+    pub(crate) opcode: Opcode,
     pub(crate) payload: PayloadSpec,
     pub(crate) key: [u8; 4],
     /// A rule to break on purpose, if any.
     pub(crate) flaw: Option<Flaw>,
-}
-
-/// The frame's opcode.
-#[derive(Arbitrary, Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OpcodeSpec {
-    Continuation,
-    Text,
-    Binary,
-    Close,
-    Ping,
-    Pong,
-}
-
-impl OpcodeSpec {
-    /// The core's opcode: its wire values are defined once, there.
-    fn opcode(self) -> Opcode {
-        match self {
-            Self::Continuation => Opcode::Continuation,
-            Self::Text => Opcode::Text,
-            Self::Binary => Opcode::Binary,
-            Self::Close => Opcode::Close,
-            Self::Ping => Opcode::Ping,
-            Self::Pong => Opcode::Pong,
-        }
-    }
 }
 
 /// The frame's payload.
@@ -107,49 +85,37 @@ pub(crate) enum Flaw {
     LongLength,
     /// A 64-bit length with the top bit set.
     HugeLength,
-    /// The header claims this many more bytes than follow.
+    /// The header (in the 64-bit form) claims this many more bytes than
+    /// follow.
     ShortPayload(u8),
     /// Cut the frame after this many bytes.
     Truncate(u16),
 }
 
-/// Encodes a frame as a peer of role `sender` sends it.
+/// Encodes a frame as a peer of role `sender` sends it, with the shared
+/// frame builder.
 pub(crate) fn encode_frame(spec: &FrameSpec, sender: Role) -> Vec<u8> {
-    let mut payload = spec.payload.bytes();
-    let mut opcode = spec.opcode.opcode().as_u8();
-    let mut rsv = 0u8;
+    let payload = spec.payload.bytes();
+    let len = payload.len() as u64;
+    let mut frame = Frame::new(spec.opcode.as_u8(), payload).fin(spec.fin);
     let mut masked = sender == Role::Client;
-    let mut long = false;
-    let mut claimed = payload.len() as u64;
     match spec.flaw {
         Some(Flaw::WrongMask) => masked = !masked,
-        Some(Flaw::Rsv(bits)) => rsv = (bits & 0x7).max(1),
+        Some(Flaw::Rsv(bits)) => frame = frame.rsv((bits & 0x7).max(1)),
         Some(Flaw::ReservedOpcode(n)) => {
-            opcode = [3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF][usize::from(n) % 10]
+            frame.opcode = [3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF][usize::from(n) % 10]
         }
-        Some(Flaw::LongLength) => long = true,
-        Some(Flaw::HugeLength) => claimed |= 1 << 63,
-        Some(Flaw::ShortPayload(extra)) => claimed += u64::from(extra) + 1,
+        Some(Flaw::LongLength) => frame = frame.length(Length::SixtyFour),
+        Some(Flaw::HugeLength) => frame = frame.length(Length::Declared(len | 1 << 63)),
+        Some(Flaw::ShortPayload(extra)) => {
+            frame = frame.length(Length::Declared(len + u64::from(extra) + 1))
+        }
         Some(Flaw::Truncate(_)) | None => {}
     }
-    let mut out = vec![(u8::from(spec.fin) << 7) | (rsv << 4) | opcode];
-    let mask_bit = if masked { 0x80 } else { 0 };
-    if long || claimed > 0xFFFF {
-        out.push(mask_bit | 127);
-        out.extend_from_slice(&claimed.to_be_bytes());
-    } else if claimed > 125 {
-        out.push(mask_bit | 126);
-        out.extend_from_slice(&(claimed as u16).to_be_bytes());
-    } else {
-        out.push(mask_bit | claimed as u8);
-    }
     if masked {
-        out.extend_from_slice(&spec.key);
-        for (i, byte) in payload.iter_mut().enumerate() {
-            *byte ^= spec.key[i % 4];
-        }
+        frame = frame.masked(spec.key);
     }
-    out.extend_from_slice(&payload);
+    let mut out = frame.encode();
     if let Some(Flaw::Truncate(keep)) = spec.flaw {
         out.truncate(usize::from(keep) % (out.len() + 1));
     }
@@ -438,7 +404,7 @@ mod tests {
     fn frames_encode_as_rfc_6455_section_5_7() {
         let hello = FrameSpec {
             fin: true,
-            opcode: OpcodeSpec::Text,
+            opcode: Opcode::Text,
             payload: PayloadSpec::Text("Hello".into()),
             key: [0x37, 0xfa, 0x21, 0x3d],
             flaw: None,

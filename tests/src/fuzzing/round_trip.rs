@@ -1,18 +1,18 @@
-//! A client core and a server core wired together: what one sends, the
-//! other receives, unchanged and in order, under any fragmentation and any
-//! chunking of the byte stream; or the receiver fails with exactly the size
-//! error the sizes predict.
+//! A client core and a server core wired together (the shared harness's
+//! [`Pair`]): what one sends, the other receives, unchanged and in order,
+//! under any fragmentation and any read size; or the receiver fails with
+//! exactly the size error the sizes predict.
 
 use std::collections::BTreeSet;
-use std::time::Instant;
 
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
+use sockeye_core::testing::{Endpoint, Pair, Side};
 use sockeye_core::{Error, Event, Message, ProtocolError, State};
 
-use super::check::{Answer, Checked, ProtocolChoice};
+use super::check::{Answer, Checker, ProtocolChoice, client_request};
 use super::connection::CodeChoice;
-use super::{chunks, small_config};
+use super::small_config;
 
 /// At most this many items per input.
 const MAX_ITEMS: usize = 48;
@@ -38,7 +38,8 @@ struct Exchange {
     client_sends: bool,
     /// The sender's `Config::fragment_size`.
     fragment_size: Option<u16>,
-    /// How the byte stream is cut between the two.
+    /// How much one read takes: `1 + chunk_seed % chunk_max` bytes, or
+    /// everything that has arrived if either is 0.
     chunk_seed: u8,
     chunk_max: u8,
     items: Vec<Item>,
@@ -66,12 +67,38 @@ pub fn round_trip(data: &[u8]) {
     run(data);
 }
 
+/// Both ends, and what each is expected to do.
+struct Ends {
+    pair: Pair,
+    client: Checker,
+    server: Checker,
+}
+
+impl Ends {
+    /// One end's checker and endpoint.
+    fn end(&mut self, side: Side) -> (&mut Checker, &mut Endpoint) {
+        match side {
+            Side::Client => (&mut self.client, &mut self.pair.client),
+            Side::Server => (&mut self.server, &mut self.pair.server),
+        }
+    }
+
+    /// Moves bytes both ways until neither end has anything more to say,
+    /// and shows each checker what its end said.
+    fn drive(&mut self) {
+        let (client, server) = self.pair.drive();
+        self.client.observe(&self.pair.client, &client);
+        self.client.check_quiescent(&self.pair.client);
+        self.server.observe(&self.pair.server, &server);
+        self.server.check_quiescent(&self.pair.server);
+    }
+}
+
 /// Runs one exchange and returns the milestones both ends reached.
 pub(crate) fn run(data: &[u8]) -> BTreeSet<String> {
     let Ok(exchange) = Exchange::arbitrary_take_rest(Unstructured::new(data)) else {
         return BTreeSet::new();
     };
-    let now = Instant::now();
     let sender_config = sockeye_core::Config {
         fragment_size: exchange.fragment_size.map(|n| usize::from(n).clamp(1, 800)),
         ..config()
@@ -81,25 +108,34 @@ pub(crate) fn run(data: &[u8]) -> BTreeSet<String> {
     } else {
         (config(), sender_config.clone())
     };
-    let mut server = Checked::server(server_config, now);
-    server.auto_answer = Some(Answer::Accept {
+    let mut pair = Pair::with_request(client_request(), client_config, server_config);
+    let (seed, max) = (exchange.chunk_seed, exchange.chunk_max);
+    pair.read_size = (seed != 0 && max != 0).then(|| 1 + usize::from(seed % max));
+    let mut ends = Ends {
+        client: Checker::new(&pair.client),
+        server: Checker::new(&pair.server),
+        pair,
+    };
+    ends.drive();
+    let accept = Answer::Accept {
         protocol: ProtocolChoice::FirstOffered,
         header: None,
-    });
-    let mut client = Checked::client(client_config, 7, now);
-    let cut = (exchange.chunk_seed, exchange.chunk_max);
-    pump_both(&mut client, &mut server, cut);
-    assert_eq!(client.state(), State::Open);
-    assert_eq!(server.state(), State::Open);
+    };
+    let now = ends.pair.now;
+    ends.server.answer(&mut ends.pair.server.conn, now, &accept);
+    ends.drive();
+    assert_eq!(ends.pair.client.conn.state(), State::Open);
+    assert_eq!(ends.pair.server.conn.state(), State::Open);
     let (tx, rx) = if exchange.client_sends {
-        (&mut client, &mut server)
+        (Side::Client, Side::Server)
     } else {
-        (&mut server, &mut client)
+        (Side::Server, Side::Client)
     };
 
     let mut sent = Vec::new();
     let mut pings = Vec::new();
     for item in exchange.items.iter().take(MAX_ITEMS) {
+        let (checker, endpoint) = ends.end(tx);
         let message = match item {
             Item::Text(text) => Message::text(text.as_str()),
             Item::Binary(bytes) => Message::binary(bytes.clone()),
@@ -107,29 +143,27 @@ pub(crate) fn run(data: &[u8]) -> BTreeSet<String> {
             Item::Fill { text: false, len } => Message::binary(vec![7; usize::from(*len) % 1500]),
             Item::Ping(payload) => {
                 let payload = Bytes::copy_from_slice(&payload[..payload.len().min(125)]);
-                let open = tx.state() == State::Open;
-                tx.ping(payload.clone());
-                if open {
+                if checker.ping(&mut endpoint.conn, now, payload.clone()) {
                     pings.push(payload);
                 }
                 continue;
             }
             Item::Pump => {
-                pump_both(tx, rx, cut);
+                ends.drive();
                 continue;
             }
         };
         // Once the receiver has failed, the sender is closing: sends are
-        // refused (Checked checks the error), and are not expected.
-        let open = tx.state() == State::Open;
-        tx.send(message.clone());
-        if open {
+        // refused (the checker checks the error), and are not expected.
+        if checker.send(&mut endpoint.conn, now, message.clone()) {
             sent.push(message);
         }
     }
-    pump_both(tx, rx, cut);
+    ends.drive();
 
-    let received: Vec<&Message> = rx
+    let received: Vec<&Message> = ends
+        .end(rx)
+        .0
         .events
         .iter()
         .filter_map(|e| match e {
@@ -140,7 +174,7 @@ pub(crate) fn run(data: &[u8]) -> BTreeSet<String> {
     match first_violation(&sent, sender_config.fragment_size) {
         Some((index, error)) => {
             assert_eq!(received, sent[..index].iter().collect::<Vec<_>>());
-            let closed = rx.closed().expect("the receiver failed");
+            let closed = ends.end(rx).0.closed().expect("the receiver failed");
             assert_eq!(closed.error, Some(Error::Protocol(error)));
         }
         None => {
@@ -149,7 +183,9 @@ pub(crate) fn run(data: &[u8]) -> BTreeSet<String> {
                 sent.iter().collect::<Vec<_>>(),
                 "messages changed"
             );
-            let got_pings: Vec<&Bytes> = rx
+            let got_pings: Vec<&Bytes> = ends
+                .end(rx)
+                .0
                 .events
                 .iter()
                 .filter_map(|e| match e {
@@ -158,7 +194,9 @@ pub(crate) fn run(data: &[u8]) -> BTreeSet<String> {
                 })
                 .collect();
             assert_eq!(got_pings, pings.iter().collect::<Vec<_>>(), "pings changed");
-            let pongs: Vec<&Bytes> = tx
+            let pongs: Vec<&Bytes> = ends
+                .end(tx)
+                .0
                 .events
                 .iter()
                 .filter_map(|e| match e {
@@ -173,24 +211,18 @@ pub(crate) fn run(data: &[u8]) -> BTreeSet<String> {
                 "the last ping went unanswered"
             );
             if let Some((code, reason)) = &exchange.close {
-                close_cleanly(tx, rx, code.code(), reason, cut);
+                close_cleanly(&mut ends, tx, code.code(), reason);
             }
         }
     }
-    let mut features = client.features;
-    features.extend(server.features);
+    let mut features = ends.client.features;
+    features.extend(ends.server.features);
     features
 }
 
 /// The sender closes; both ends must finish a clean close handshake with
-/// the sender's code.
-fn close_cleanly(
-    tx: &mut Checked,
-    rx: &mut Checked,
-    code: sockeye_core::CloseCode,
-    reason: &str,
-    cut: (u8, u8),
-) {
+/// the sender's code, and close their transports without a reset.
+fn close_cleanly(ends: &mut Ends, tx: Side, code: sockeye_core::CloseCode, reason: &str) {
     let code = if code.is_valid_on_wire() {
         code
     } else {
@@ -201,21 +233,24 @@ fn close_cleanly(
         end -= 1;
     }
     let reason = &reason[..end];
-    tx.close(code, reason);
-    pump_both(tx, rx, cut);
-    // The server closes TCP first; the client sees it as EOF.
-    for end in [&mut *tx, &mut *rx] {
-        if end.state() != State::Closed {
-            end.eof();
-        }
-    }
-    let frame = rx.events.iter().find_map(|e| match e {
+    let now = ends.pair.now;
+    let (checker, endpoint) = ends.end(tx);
+    checker.close(&mut endpoint.conn, now, code, reason);
+    // The pair carries the transports' ends as TCP does: the server's
+    // half-close reaches the client as an end of stream.
+    ends.drive();
+    let (rx_checker, rx_endpoint) = ends.end(tx.other());
+    assert!(rx_endpoint.grammar().is_transport_closed());
+    let frame = rx_checker.events.iter().find_map(|e| match e {
         Event::CloseReceived(frame) => Some(frame),
         _ => None,
     });
     let frame = frame.expect("the receiver got the close");
     assert_eq!((frame.code, frame.reason.as_str()), (code, reason));
-    let (tx_closed, rx_closed) = (tx.closed().expect("closed"), rx.closed().expect("closed"));
+    let rx_closed = rx_checker.closed().expect("closed").clone();
+    let (tx_checker, tx_endpoint) = ends.end(tx);
+    assert!(tx_endpoint.grammar().is_transport_closed());
+    let tx_closed = tx_checker.closed().expect("closed");
     assert!(
         tx_closed.clean && rx_closed.clean,
         "{tx_closed:?} {rx_closed:?}"
@@ -223,6 +258,7 @@ fn close_cleanly(
     assert_eq!((rx_closed.code, rx_closed.reason.as_str()), (code, reason));
     // The reply echoes the code (RFC 6455 §5.5.1), without a reason.
     assert_eq!(tx_closed.code, code);
+    assert_eq!(ends.pair.resets(), 0, "a reset under the close handshake");
 }
 
 /// The first sent message whose frames break the receiver's limits, and
@@ -265,23 +301,4 @@ fn first_violation(sent: &[Message], fragment: Option<usize>) -> Option<(usize, 
         }
     }
     None
-}
-
-/// Moves bytes both ways until neither end has anything more to say.
-fn pump_both(a: &mut Checked, b: &mut Checked, cut: (u8, u8)) {
-    loop {
-        let moved = pump(a, b, cut) | pump(b, a, cut);
-        if !moved {
-            break;
-        }
-    }
-}
-
-/// Moves what `from` transmitted into `to`, cut into chunks.
-fn pump(from: &mut Checked, to: &mut Checked, (seed, max): (u8, u8)) -> bool {
-    let bytes = from.wire.take_outgoing();
-    for chunk in chunks(&bytes, seed, max) {
-        to.input(chunk);
-    }
-    !bytes.is_empty()
 }

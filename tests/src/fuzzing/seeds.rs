@@ -18,8 +18,8 @@ use std::collections::BTreeSet;
 use std::io;
 use std::path::Path;
 
-use sockeye_core::frame::Role;
-use sockeye_core::{Config, Connection};
+use sockeye_core::testing::{Endpoint, Frame, base_instant};
+use sockeye_core::{Config, Connection, Role};
 
 use super::SplitMix64;
 use super::handshake::CLIENT_SEED;
@@ -323,15 +323,9 @@ fn server_handshakes(seeds: &mut Vec<Seed>) {
 /// The `Sec-WebSocket-Key` the client of [`super::handshake_client`] sends.
 fn client_key() -> String {
     let request = super::check::client_request();
-    let now = std::time::Instant::now();
-    let mut client =
-        Connection::client(request, Config::default(), CLIENT_SEED, now).expect("valid");
-    let transmit = client.poll_transmit().expect("the request");
-    let text = String::from_utf8(transmit.payload().to_vec()).expect("ASCII");
-    text.lines()
-        .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
-        .expect("a key")
-        .to_owned()
+    let now = base_instant();
+    let conn = Connection::client(request, Config::default(), CLIENT_SEED, now).expect("valid");
+    super::check::request_key(&Endpoint::new(conn).drain(now).wire)
 }
 
 /// Control bytes for [`super::handshake_client`]: a chunking seed, a mode
@@ -381,13 +375,8 @@ fn frames(seeds: &mut Vec<Seed>) {
         .into_iter()
         .chain((0..=255).map(|i| i as u8))
         .collect();
-    let masked = |first: u8, payload: &[u8]| -> Vec<u8> {
-        let key = [0xA1, 0xB2, 0xC3, 0xD4];
-        let mut out = vec![first, 0x80 | payload.len() as u8];
-        out.extend_from_slice(&key);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-        out
-    };
+    // As a client sends them, masked with the harness's key.
+    let masked = |frame: Frame| frame.from_client().encode();
     let cases: Vec<(&str, u8, Vec<u8>)> = vec![
         ("rfc5.7-unmasked-text", client, HELLO.to_vec()),
         ("rfc5.7-masked-text", server, MASKED_HELLO.to_vec()),
@@ -419,23 +408,35 @@ fn frames(seeds: &mut Vec<Seed>) {
             client,
             vec![0x88, 0x05, 0x03, 0xe8, b'b', b'y', b'e'],
         ),
-        ("close-empty-masked", server, masked(0x88, b"")),
-        ("close-1-byte", server, masked(0x88, b"\x03")),
-        ("close-1005", server, masked(0x88, b"\x03\xed")),
-        ("close-bad-reason", server, masked(0x88, b"\x03\xe8\xff")),
-        ("text-invalid-utf8", server, masked(0x81, b"\xc3\x28")),
+        ("close-empty-masked", server, masked(Frame::empty_close())),
+        ("close-1-byte", server, masked(Frame::new(0x8, b"\x03"))),
+        ("close-1005", server, masked(Frame::new(0x8, b"\x03\xed"))),
+        (
+            "close-bad-reason",
+            server,
+            masked(Frame::new(0x8, b"\x03\xe8\xff")),
+        ),
+        (
+            "text-invalid-utf8",
+            server,
+            masked(Frame::new(0x1, b"\xc3\x28")),
+        ),
         (
             "text-split-code-point",
             server,
-            [masked(0x01, b"\xe2\x82"), masked(0x80, b"\xac")].concat(),
+            [
+                masked(Frame::new(0x1, b"\xe2\x82").fin(false)),
+                masked(Frame::continuation(b"\xac")),
+            ]
+            .concat(),
         ),
         (
             "ping-between-fragments",
             server,
             [
-                masked(0x01, b"Hel"),
-                masked(0x89, b"p"),
-                masked(0x80, b"lo"),
+                masked(Frame::text("Hel").fin(false)),
+                masked(Frame::ping("p")),
+                masked(Frame::continuation("lo")),
             ]
             .concat(),
         ),
@@ -476,8 +477,8 @@ fn frames(seeds: &mut Vec<Seed>) {
             server | 2,
             [
                 MASKED_HELLO.to_vec(),
-                masked(0x89, b"ping"),
-                masked(0x88, b"\x03\xe8"),
+                masked(Frame::ping("ping")),
+                masked(Frame::close(1000, "")),
             ]
             .concat(),
         ),
