@@ -32,6 +32,7 @@ mod check;
 mod connection;
 mod frames;
 mod handshake;
+mod hub;
 mod peer;
 mod reference;
 mod round_trip;
@@ -44,6 +45,7 @@ use sockeye_core::Config;
 pub use connection::{connection_client, connection_server};
 pub use frames::{frame_decoder, utf8_differential};
 pub use handshake::{handshake_client, handshake_server};
+pub use hub::hub_client;
 pub use round_trip::round_trip;
 
 /// A fuzz target: the name of its cargo-fuzz binary and corpus directory,
@@ -61,6 +63,7 @@ pub const TARGETS: &[Target] = &[
     ("connection_client", connection_client),
     ("utf8_differential", utf8_differential),
     ("round_trip", round_trip),
+    ("hub_client", hub_client),
 ];
 
 /// Largest message a fuzzed connection accepts. Small, so that the size

@@ -71,6 +71,13 @@ pub fn all() -> Vec<Seed> {
     client_handshakes(&mut seeds);
     frames(&mut seeds);
     utf8(&mut seeds);
+    for (name, data) in super::hub::seeds() {
+        seeds.push(Seed {
+            target: "hub_client",
+            name: name.into(),
+            data,
+        });
+    }
     for (target, run) in [
         (
             "connection_server",
