@@ -202,3 +202,120 @@ fn messages_pipelined_in_one_read_are_copied_aside_once() {
     // aside: copied there once, not once per message (which was quadratic).
     assert!(count * 100 < FRAMES, "{count} allocations");
 }
+
+// ---- the hub -------------------------------------------------------------
+
+mod hub {
+    use super::{KIB, allocations, live};
+    use sockeye_core::hub::{
+        ConnectionId, CustomEvent, Event, Hub, HubConfig, Identity, Output, Publication, Reply,
+        Resume, Streams, Target, Topic,
+    };
+    use std::time::Instant;
+
+    /// Carries the seam at once; what the hub queues stays queued.
+    fn pump(hub: &mut Hub, streams: &mut Streams, now: Instant) {
+        loop {
+            let mut moved = false;
+            while let Some(output) = hub.poll_output() {
+                moved = true;
+                if let Output::Request(request) = output {
+                    streams.handle(now, 0, request);
+                }
+            }
+            while let Some(reply) = streams.poll_reply() {
+                moved = true;
+                hub.handle_reply(reply);
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn subscribed(n: usize) -> (Hub, Streams, Vec<ConnectionId>, Instant) {
+        let config = HubConfig {
+            max_connections_per_user: n,
+            ..HubConfig::default()
+        };
+        let mut hub = Hub::new(config.clone()).unwrap();
+        let mut streams = Streams::new(config, 3).unwrap();
+        let now = Instant::now();
+        let identity = Identity::new("u").unwrap().with_topics(["t"]).unwrap();
+        let ids: Vec<_> = (0..n)
+            .map(|_| hub.connect(identity.clone(), Resume::default()).unwrap())
+            .collect();
+        for &id in &ids {
+            hub.handle_message(id, r#"{"type":"subscribe","topic":"t"}"#)
+                .unwrap();
+        }
+        pump(&mut hub, &mut streams, now);
+        for &id in &ids {
+            while hub.poll_message(id).is_some() {}
+        }
+        (hub, streams, ids, now)
+    }
+
+    fn publish(streams: &mut Streams, now: Instant) -> sockeye_core::hub::Entry {
+        let event = Event::Custom(CustomEvent {
+            name: "tick".into(),
+            data: serde_json::json!({"n": 1}),
+        });
+        let target = Target::Topic(Topic::new("t").unwrap());
+        streams
+            .publish(
+                now,
+                Publication {
+                    target,
+                    event,
+                    priority: None,
+                    timestamp_ms: 0,
+                },
+            )
+            .unwrap();
+        match streams.poll_reply() {
+            Some(Reply::Deliver(entry)) => entry,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Once its queues have room, fanning an event out allocates nothing:
+    /// every queue takes the same bytes.
+    #[test]
+    fn a_delivery_allocates_nothing() {
+        let (mut hub, mut streams, ids, now) = subscribed(100);
+        let deliver = |hub: &mut Hub, streams: &mut Streams| {
+            let entry = publish(streams, now);
+            let before = allocations();
+            assert_eq!(hub.deliver(&entry), ids.len());
+            let made = allocations() - before;
+            while hub.poll_output().is_some() {}
+            for &id in &ids {
+                while hub.poll_message(id).is_some() {}
+            }
+            made
+        };
+        // The first rounds give the queues their room.
+        for _ in 0..4 {
+            deliver(&mut hub, &mut streams);
+        }
+        let made: usize = (0..16).map(|_| deliver(&mut hub, &mut streams)).sum();
+        println!("16 publishes to 100 subscribers: {made} allocations in delivery");
+        assert_eq!(made, 0);
+    }
+
+    /// The heap an idle hub connection holds, subscribed to one topic:
+    /// what the hub keeps for it, and its user's stream in `Streams`.
+    #[test]
+    fn an_idle_hub_connection_holds_at_most_1_kib() {
+        const N: usize = 1000;
+        let before = live();
+        let (hub, streams, _, _) = subscribed(N);
+        let per_connection = (live() - before) / N as isize;
+        println!(
+            "an idle hub connection with one topic: {per_connection} bytes of heap (hub and streams)"
+        );
+        assert!(per_connection <= KIB, "{per_connection} bytes");
+        drop((hub, streams));
+    }
+}

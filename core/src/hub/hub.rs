@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -41,6 +42,30 @@ impl ConnectionId {
 impl fmt::Display for ConnectionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
+    }
+}
+
+/// Hashes a [`ConnectionId`] by one multiplication and a fold. The ids are the hub's
+/// own counter, not chosen by anyone who could aim them at one bucket, so
+/// the flooding resistance of the default hasher buys nothing here.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        // The table picks buckets by the low bits, which a product of
+        // multiples of 256 (the shard in the low byte) leaves equal.
+        self.0 ^ (self.0 >> 32)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
 
@@ -195,7 +220,8 @@ pub struct Hub {
     shard: u64,
     slots: Vec<Option<Conn>>,
     free: Vec<usize>,
-    ids: HashMap<ConnectionId, usize>,
+    /// Looked up for every message a connection takes: hashed cheaply.
+    ids: HashMap<ConnectionId, usize, BuildHasherDefault<IdHasher>>,
     users: HashMap<UserId, Vec<usize>>,
     /// Each topic's subscribers: the connection's slot and the
     /// subscription's id in it.
@@ -203,6 +229,10 @@ pub struct Hub {
     connections: usize,
     next_id: u64,
     outputs: VecDeque<Output>,
+    /// Connections that became ready, apart from `outputs`: one a
+    /// connection, so the room it keeps is small, and not given back after
+    /// each fan-out.
+    ready: VecDeque<ConnectionId>,
 }
 
 struct Conn {
@@ -239,18 +269,32 @@ enum Early {
     Start(u32),
 }
 
+struct Answer {
+    held: Vec<Entry>,
+    position: Position,
+    recovery: Recovery,
+}
+
 enum SubState {
     /// Asked for; live items are held until the streams' owner answers.
     Waiting { held: Vec<Entry> },
     /// Answered, waiting for the `welcome` (the streams every connection
-    /// starts on).
-    Answered {
-        held: Vec<Entry>,
-        position: Position,
-        recovery: Recovery,
-    },
+    /// starts on). Boxed: it is brief, and every subscription carries the
+    /// state's size.
+    Answered(Box<Answer>),
     /// Receiving.
     Live,
+}
+
+/// Outputs or replies a drained queue keeps room for: a burst (a thousand
+/// connections at once) leaves no lasting buffer behind.
+const KEPT_ROOM: usize = 64;
+
+/// Gives back the room of a drained queue beyond [`KEPT_ROOM`].
+pub(crate) fn release_burst<T>(queue: &mut VecDeque<T>) {
+    if queue.capacity() > KEPT_ROOM {
+        queue.shrink_to(KEPT_ROOM);
+    }
 }
 
 const USER_SUB: u32 = 0;
@@ -280,12 +324,13 @@ impl Hub {
             config,
             slots: Vec::new(),
             free: Vec::new(),
-            ids: HashMap::new(),
+            ids: HashMap::default(),
             users: HashMap::new(),
             topics: HashMap::new(),
             connections: 0,
             next_id: 1,
             outputs: VecDeque::new(),
+            ready: VecDeque::new(),
         })
     }
 
@@ -317,10 +362,11 @@ impl Hub {
             request: None,
             resume: resume.is_some(),
         };
-        let subs = vec![
+        let mut subs = Vec::with_capacity(2);
+        subs.extend([
             system(USER_SUB, Stream::User(identity.user.clone()), resume.user),
             system(ALL_SUB, Stream::All, resume.all),
-        ];
+        ]);
         for (sub, from) in subs.iter().zip([resume.user, resume.all]) {
             self.outputs.push_back(Output::Request(Request::Subscribe {
                 connection: id,
@@ -527,7 +573,11 @@ impl Hub {
 
     /// The next thing the hub needs done.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        if let Some(output) = self.outputs.pop_front() {
+            return Some(output);
+        }
+        release_burst(&mut self.outputs);
+        self.ready.pop_front().map(Output::Ready)
     }
 
     /// How many connections the hub holds.
@@ -604,6 +654,9 @@ impl Hub {
                 let conn = self.conn_mut(slot);
                 let sub_id = conn.next_sub;
                 conn.next_sub += 1;
+                // Room for one more only: most connections have few topics,
+                // and each keeps its room while it lives.
+                conn.subs.reserve_exact(1);
                 conn.subs.push(Sub {
                     id: sub_id,
                     stream: Stream::Topic(topic.clone()),
@@ -754,18 +807,18 @@ impl Hub {
         };
         let sub_id = sub.id;
         if stream.topic().is_none() {
-            sub.state = SubState::Answered {
+            sub.state = SubState::Answered(Box::new(Answer {
                 held,
                 position,
                 recovery,
-            };
+            }));
             self.welcome_when_answered(slot);
         } else if !conn.welcomed {
-            sub.state = SubState::Answered {
+            sub.state = SubState::Answered(Box::new(Answer {
                 held,
                 position,
                 recovery,
-            };
+            }));
             conn.early.push(Early::Start(sub_id));
         } else {
             self.start_topic(slot, sub_id, position, recovery, held);
@@ -803,7 +856,7 @@ impl Hub {
         let conn = self.conn_mut(slot);
         let answered = conn.subs[..2]
             .iter()
-            .all(|s| matches!(s.state, SubState::Answered { .. }));
+            .all(|s| matches!(s.state, SubState::Answered(_)));
         if !answered || conn.welcomed {
             return;
         }
@@ -811,14 +864,15 @@ impl Hub {
         let mut starts = Vec::with_capacity(2);
         let mut pending = Vec::with_capacity(2);
         for sub in &mut conn.subs[..2] {
-            let SubState::Answered {
-                held,
-                position,
-                recovery,
-            } = std::mem::replace(&mut sub.state, SubState::Live)
+            let SubState::Answered(answer) = std::mem::replace(&mut sub.state, SubState::Live)
             else {
                 unreachable!("checked above");
             };
+            let Answer {
+                held,
+                position,
+                recovery,
+            } = *answer;
             let recovered = sub
                 .resume
                 .then_some(matches!(recovery, Recovery::Recovered(_)));
@@ -845,14 +899,16 @@ impl Hub {
                     else {
                         continue;
                     };
-                    let SubState::Answered {
-                        held,
-                        position,
-                        recovery,
-                    } = std::mem::replace(&mut sub.state, SubState::Live)
+                    let SubState::Answered(answer) =
+                        std::mem::replace(&mut sub.state, SubState::Live)
                     else {
                         continue;
                     };
+                    let Answer {
+                        held,
+                        position,
+                        recovery,
+                    } = *answer;
                     self.start_topic(slot, sub_id, position, recovery, held);
                 }
             }
@@ -897,14 +953,9 @@ impl Hub {
         let Some(sub) = conn.subs.iter_mut().find(|s| s.id == sub_id) else {
             return false;
         };
-        match &mut sub.state {
-            SubState::Waiting { held } | SubState::Answered { held, .. } => {
-                let held_bytes: usize = held.iter().map(|e| e.message.len()).sum();
-                if held_bytes + entry.message.len() <= budget {
-                    held.push(entry.clone());
-                    return false;
-                }
-            }
+        let held = match &mut sub.state {
+            SubState::Waiting { held } => held,
+            SubState::Answered(answer) => &mut answer.held,
             SubState::Live => {
                 if entry.position.offset <= sub.last {
                     // Replayed already, or from before the subscription.
@@ -913,6 +964,11 @@ impl Hub {
                 sub.last = entry.position.offset;
                 return self.queue_entry(slot, entry);
             }
+        };
+        let held_bytes: usize = held.iter().map(|e| e.message.len()).sum();
+        if held_bytes + entry.message.len() <= budget {
+            held.push(entry.clone());
+            return false;
         }
         // The streams' owner is so slow to answer that what came meanwhile
         // would not fit the queue.
@@ -927,14 +983,14 @@ impl Hub {
             Push::Queued => {
                 if was_empty {
                     let id = conn.id;
-                    self.outputs.push_back(Output::Ready(id));
+                    self.ready.push_back(id);
                 }
                 true
             }
             Push::Dropped => {
                 if was_empty {
                     let id = conn.id;
-                    self.outputs.push_back(Output::Ready(id));
+                    self.ready.push_back(id);
                 }
                 false
             }
@@ -972,7 +1028,7 @@ impl Hub {
             Push::Full => self.close(slot, super::close_codes::SLOW_CONSUMER, "too far behind"),
             _ if was_empty => {
                 let id = conn.id;
-                self.outputs.push_back(Output::Ready(id));
+                self.ready.push_back(id);
             }
             _ => {}
         }

@@ -438,7 +438,11 @@ impl Streams {
 
     /// The next reply, in order.
     pub fn poll_reply(&mut self) -> Option<Reply> {
-        self.replies.pop_front()
+        let reply = self.replies.pop_front();
+        if reply.is_none() {
+            super::hub::release_burst(&mut self.replies);
+        }
+        reply
     }
 
     /// When the oldest item kept leaves history by age.
