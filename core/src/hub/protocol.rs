@@ -362,10 +362,13 @@ pub(crate) fn gap(stream: &str, epoch: Epoch, from: u64, to: u64) -> Bytes {
     out.into()
 }
 
-/// The bytes a `gap` message for `stream` takes at most, for the budget.
-pub(crate) fn gap_size(stream: &str) -> usize {
-    // The fixed text, two 20-digit offsets, and the name escaped at worst.
-    90 + 2 * 20 + 6 * stream.len()
+/// The bytes of a `gap` message, without writing it. Stream names need no
+/// escaping: `$user`, `$all` and topics are of characters JSON takes as
+/// they are.
+pub(crate) fn gap_size(stream: &str, from: u64, to: u64) -> usize {
+    const FIXED: usize = r#"{"type":"gap","stream":"","epoch":"0123456789abcdef","from":,"to":,"reason":"backpressure"}"#.len();
+    let digits = |n: u64| n.checked_ilog10().map_or(1, |d| d as usize + 1);
+    FIXED + stream.len() + digits(from) + digits(to)
 }
 
 /// Where a stream starts for a connection, in `welcome` and `subscribed`.
@@ -468,4 +471,24 @@ pub(crate) fn error(refusal: &Refusal) -> Bytes {
     request_id(&mut out, refusal.id.as_ref());
     out.push('}');
     out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gap_size_is_the_length_of_the_gap() {
+        let epoch = Epoch::parse("00000000000000ff").unwrap();
+        for (stream, from, to) in [
+            ("$user", 0, 0),
+            ("$all", 9, 10),
+            ("room:a/b@c", 1, u64::MAX),
+        ] {
+            assert_eq!(
+                gap(stream, epoch, from, to).len(),
+                gap_size(stream, from, to)
+            );
+        }
+    }
 }

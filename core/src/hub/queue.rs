@@ -190,7 +190,11 @@ impl Queue {
     }
 
     /// Turns the event at `index` into a gap, merged with a gap of the same
-    /// stream just before or after it.
+    /// stream just before or after it. A gap is usually shorter than the
+    /// event it replaces, and a merge adds at most a digit for a whole
+    /// event; where a drop frees less than its gap costs (a `join` is
+    /// short), `make_room` goes on dropping until what comes fits or nothing
+    /// is left to drop, so the budget holds either way.
     fn drop_event(&mut self, index: usize) {
         let Slot::Event {
             stream,
@@ -206,34 +210,15 @@ impl Queue {
         // empty, and the next drop (usually of the next slot) finds it
         // just before again.
         if let Some(before) = index.checked_sub(1)
-            && let Slot::Gap {
-                stream: s,
-                epoch: e,
-                to,
-                ..
-            } = &mut self.slots[before]
-            && *s == stream
-            && *e == epoch
-            && *to + 1 == offset
+            && self.extend_gap(before, &stream, epoch, offset)
         {
-            *to = offset;
             self.slots.swap(before, index);
             return;
         }
-        if let Some(Slot::Gap {
-            stream: s,
-            epoch: e,
-            from,
-            ..
-        }) = self.slots.get_mut(index + 1)
-            && *s == stream
-            && *e == epoch
-            && offset + 1 == *from
-        {
-            *from = offset;
+        if index + 1 < self.slots.len() && self.extend_gap(index + 1, &stream, epoch, offset) {
             return;
         }
-        let cost = protocol::gap_size(stream.wire_name());
+        let cost = protocol::gap_size(stream.wire_name(), offset, offset);
         self.bytes += cost;
         self.slots[index] = Slot::Gap {
             stream,
@@ -244,23 +229,56 @@ impl Queue {
         };
     }
 
+    /// Adds `offset` to the gap at `index` if it is one of the same stream
+    /// that `offset` continues (or precedes). Whether it did.
+    fn extend_gap(&mut self, index: usize, stream: &Stream, epoch: Epoch, offset: u64) -> bool {
+        let Slot::Gap {
+            stream: s,
+            epoch: e,
+            from,
+            to,
+            cost,
+        } = &mut self.slots[index]
+        else {
+            return false;
+        };
+        if s != stream || *e != epoch {
+            return false;
+        }
+        if *to + 1 == offset {
+            *to = offset;
+        } else if offset + 1 == *from {
+            *from = offset;
+        } else {
+            return false;
+        }
+        let grown = protocol::gap_size(stream.wire_name(), *from, *to);
+        self.bytes = self.bytes + grown - *cost;
+        *cost = grown;
+        true
+    }
+
     /// Records a dropped item at the tail: merged into a gap there, or a
-    /// new gap if it fits.
+    /// new gap, if it fits.
     fn push_gap(&mut self, entry: &Entry) -> Push {
         let offset = entry.position.offset;
-        if let Some(Slot::Gap {
-            stream, epoch, to, ..
-        }) = self.slots.back_mut()
-            && *stream == entry.stream
-            && *epoch == entry.position.epoch
-            && *to + 1 == offset
-        {
-            *to = offset;
-            return Push::Dropped;
-        }
-        let cost = protocol::gap_size(entry.stream.wire_name());
+        let name = entry.stream.wire_name();
+        // Merging may add a digit, with nothing freed: room for it first.
+        let tail_gap = self.slots.back().is_some_and(|slot| {
+            matches!(slot, Slot::Gap { stream, epoch, to, .. }
+                if *stream == entry.stream && *epoch == entry.position.epoch && *to + 1 == offset)
+        });
+        let cost = if tail_gap {
+            1
+        } else {
+            protocol::gap_size(name, offset, offset)
+        };
         if !self.make_room(cost, DROPPABLE) {
             return Push::Full;
+        }
+        let last = self.slots.len() - usize::from(tail_gap);
+        if tail_gap && self.extend_gap(last, &entry.stream, entry.position.epoch, offset) {
+            return Push::Dropped;
         }
         self.bytes += cost;
         self.slots.push_back(Slot::Gap {
