@@ -48,6 +48,7 @@ fn config() -> HubConfig {
         "room".into(),
         Namespace {
             presence: true,
+            client_publish: true,
             history_size: 6,
             ..config.defaults.clone()
         },
@@ -68,6 +69,14 @@ enum Op {
         topic: usize,
     },
     Unsubscribe {
+        client: usize,
+        topic: usize,
+    },
+    ClientPublish {
+        client: usize,
+        topic: usize,
+    },
+    Presence {
         client: usize,
         topic: usize,
     },
@@ -123,6 +132,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => client.clone().prop_map(|client| Op::Disconnect { client }),
         3 => (client.clone(), 0..TOPICS.len()).prop_map(|(client, topic)| Op::Subscribe { client, topic }),
         1 => (client.clone(), 0..TOPICS.len()).prop_map(|(client, topic)| Op::Unsubscribe { client, topic }),
+        2 => (client.clone(), 0..TOPICS.len()).prop_map(|(client, topic)| Op::ClientPublish { client, topic }),
+        1 => (client.clone(), 0..TOPICS.len()).prop_map(|(client, topic)| Op::Presence { client, topic }),
         6 => (target, priority, 0..1500usize).prop_map(|(target, priority, pad)| Op::Publish { target, priority, pad }),
         4 => (client, 1..40usize).prop_map(|(client, up_to)| Op::Read { client, up_to }),
         4 => (0..6usize).prop_map(|requests| Op::Serve { requests }),
@@ -155,8 +166,11 @@ struct Client {
     /// Topics the client wants, to subscribe again after a reconnection.
     wanted: BTreeSet<String>,
     welcomed: bool,
-    /// Subscriptions the hub must refuse (forbidden, over the cap).
+    /// Requests the hub must refuse (forbidden, over the cap, disabled).
     expected_errors: usize,
+    /// Answers owed: `published` and `presence`.
+    expected_published: usize,
+    expected_presence: usize,
 }
 
 /// What the streams' owner wrote, by stream and position: the truth every
@@ -362,6 +376,8 @@ impl World {
         c.leaving.clear();
         c.welcomed = false;
         c.expected_errors = 0;
+        c.expected_published = 0;
+        c.expected_presence = 0;
     }
 
     fn apply(&mut self, op: &Op) {
@@ -378,6 +394,8 @@ impl World {
                 self.subscribe(client, TOPICS[topic]);
             }
             Op::Unsubscribe { client, topic } => self.unsubscribe(client, TOPICS[topic]),
+            Op::ClientPublish { client, topic } => self.client_request(client, TOPICS[topic], true),
+            Op::Presence { client, topic } => self.client_request(client, TOPICS[topic], false),
             Op::Publish {
                 ref target,
                 priority,
@@ -479,6 +497,32 @@ impl World {
             .unwrap();
     }
 
+    /// A client's publish into a topic, or its question of who is there:
+    /// answered, or refused when its patterns or the namespace say no.
+    fn client_request(&mut self, client: usize, topic: &str, publish: bool) {
+        let Some(conn) = self.clients[client].conn else {
+            return;
+        };
+        let allowed = identity(user_of(client)).may_subscribe(&Topic::new(topic).unwrap())
+            && topic.starts_with("room:");
+        let text = if publish {
+            let id = self.next_publish;
+            self.next_publish += 1;
+            format!(r#"{{"type":"publish","topic":"{topic}","event":"said","data":{{"p":{id}}}}}"#)
+        } else {
+            format!(r#"{{"type":"presence","topic":"{topic}"}}"#)
+        };
+        let c = &mut self.clients[client];
+        match (allowed, publish) {
+            (false, _) => c.expected_errors += 1,
+            (true, true) => c.expected_published += 1,
+            (true, false) => c.expected_presence += 1,
+        }
+        self.hubs[self.shard_of[&conn]]
+            .handle_message(conn, &text)
+            .unwrap();
+    }
+
     fn publish(&mut self, target: &TargetPick, priority: Priority, pad: usize) {
         let id = self.next_publish;
         self.next_publish += 1;
@@ -535,6 +579,7 @@ impl World {
         for client in 0..CLIENTS {
             self.read(client, usize::MAX);
         }
+        self.check_presence();
         for client in 0..CLIENTS {
             let c = &self.clients[client];
             if c.conn.is_none() {
@@ -547,6 +592,11 @@ impl World {
                 c.asked
             );
             assert_eq!(c.expected_errors, 0, "client {client}: errors owed");
+            assert_eq!(
+                (c.expected_published, c.expected_presence),
+                (0, 0),
+                "client {client}: answers owed"
+            );
             let names = ["$user".to_owned(), "$all".to_owned()]
                 .into_iter()
                 .chain(c.active.iter().cloned());
@@ -563,6 +613,25 @@ impl World {
                     "client {client} is behind in {name}"
                 );
             }
+        }
+    }
+
+    /// Each room's presence is its subscribed connections, by user.
+    fn check_presence(&self) {
+        for topic in TOPICS.iter().filter(|t| t.starts_with("room:")) {
+            let mut want: std::collections::BTreeMap<String, usize> = Default::default();
+            for (client, c) in self.clients.iter().enumerate() {
+                if c.conn.is_some() && c.active.contains(*topic) {
+                    *want.entry(format!("u{}", user_of(client))).or_default() += 1;
+                }
+            }
+            let got: std::collections::BTreeMap<String, usize> = self
+                .streams
+                .presence(&Topic::new(topic).unwrap())
+                .into_iter()
+                .map(|(user, n)| (user.to_string(), n))
+                .collect();
+            assert_eq!(got, want, "presence of {topic}");
         }
     }
 
@@ -602,9 +671,32 @@ impl World {
                 c.expected_errors -= 1;
                 let code = value["code"].as_str().unwrap();
                 assert!(
-                    ["forbidden", "too_many_subscriptions"].contains(&code),
+                    [
+                        "forbidden",
+                        "too_many_subscriptions",
+                        "publish_disabled",
+                        "presence_disabled"
+                    ]
+                    .contains(&code),
                     "{value}"
                 );
+            }
+            "published" => {
+                let c = &mut self.clients[client];
+                assert!(c.expected_published > 0, "published unasked: {value}");
+                c.expected_published -= 1;
+            }
+            "presence" => {
+                let c = &mut self.clients[client];
+                assert!(c.expected_presence > 0, "presence unasked: {value}");
+                c.expected_presence -= 1;
+                for (user, count) in value["users"].as_object().unwrap() {
+                    let count = count.as_u64().unwrap() as usize;
+                    assert!(
+                        user.starts_with('u') && (1..=CLIENTS).contains(&count),
+                        "{value}"
+                    );
+                }
             }
             "event" | "join" | "leave" => self.item(client, &value, message),
             "gap" => {

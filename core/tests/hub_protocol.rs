@@ -666,3 +666,77 @@ fn a_publish_to_users_reaches_each_once_and_no_one_else() {
     );
     assert!(matches!(empty, Err(Error::Recipients { count: 0, .. })));
 }
+
+/// The backpressure seam: a hub connection's messages move into its
+/// WebSocket `Connection` only while it is not backpressured, so a slow
+/// reader's backlog waits in the hub's queue (where priorities apply), and
+/// the moving resumes on `Drained`. Every message arrives, in order, as a
+/// text frame.
+#[test]
+fn messages_move_into_the_connection_only_below_its_high_water_mark() {
+    use sockeye_core::testing::{Endpoint, read_frames};
+    use sockeye_core::{Config, Event as WsEvent, Message};
+
+    let mut s = Session::new(config());
+    let id = s.connect("alice", &[]);
+    let ws_config = Config {
+        write_buffer_high_water: 4096,
+        ..Config::default()
+    };
+    let mut ws = Endpoint::open_server(ws_config, s.now);
+    let pad = "x".repeat(1000);
+    for n in 0..20 {
+        s.publish(
+            user("alice"),
+            "n",
+            Priority::Critical,
+            json!({ "n": n, "pad": pad }),
+        );
+    }
+    let move_messages = |s: &mut Session, ws: &mut Endpoint| {
+        let mut moved = 0;
+        while !ws.conn.is_backpressured() {
+            let Some(message) = s.hub.poll_message(id) else {
+                break;
+            };
+            let text = String::from_utf8(message.to_vec()).unwrap();
+            ws.conn.send(s.now, Message::text(text)).unwrap();
+            moved += 1;
+        }
+        moved
+    };
+    // The welcome and four or five events: then the connection is over its
+    // mark, and the rest waits in the hub.
+    let first = move_messages(&mut s, &mut ws);
+    assert!((2..=7).contains(&first), "{first} moved");
+    assert!(s.hub.queued_bytes(id).unwrap() > 10_000);
+    let mut wire = Vec::new();
+    let mut rounds = 0;
+    while s.hub.queued_bytes(id).unwrap() > 0 {
+        rounds += 1;
+        // The peer reads 2 KiB; once under the mark the connection says so.
+        wire.extend(ws.write(s.now, 2048));
+        if ws.events().contains(&WsEvent::Drained) {
+            move_messages(&mut s, &mut ws);
+        }
+        assert!(rounds < 1000, "no progress");
+    }
+    // The hub is empty; the rest of the connection's queue goes out.
+    loop {
+        let bytes = ws.write(s.now, 1 << 20);
+        if bytes.is_empty() {
+            break;
+        }
+        wire.extend(bytes);
+    }
+    let (frames, rest) = read_frames(&wire);
+    assert!(rest.is_empty());
+    let offsets: Vec<u64> = frames
+        .iter()
+        .map(|f| serde_json::from_slice::<Value>(&f.payload).unwrap())
+        .filter(|m| m["type"] == "event")
+        .map(|m| m["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(offsets, (1..=20).collect::<Vec<_>>());
+    assert_eq!(s.hub.dropped(id), Some([0; 4]));
+}
