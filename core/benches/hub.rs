@@ -87,6 +87,26 @@ impl Bench {
         self.pump();
     }
 
+    /// A published entry, not delivered yet.
+    fn entry(&mut self) -> sockeye_core::hub::Entry {
+        let event = Event::Custom(CustomEvent {
+            name: "tick".into(),
+            data: serde_json::json!({"price": 101.25, "symbol": "ACME"}),
+        });
+        let target = Target::Topic(Topic::new("t").unwrap());
+        let publication = Publication {
+            target,
+            event,
+            priority: None,
+            timestamp_ms: 1_764_850_000_000,
+        };
+        self.streams.publish(self.now, publication).unwrap();
+        match self.streams.poll_reply() {
+            Some(sockeye_core::hub::Reply::Deliver(entry)) => entry,
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// Takes every queued message of `ids`; how many there were.
     fn drain(&mut self, ids: &[ConnectionId]) -> usize {
         let mut taken = 0;
@@ -107,10 +127,26 @@ fn fan_out(c: &mut Criterion) {
         let ids: Vec<_> = (0..n).map(|_| bench.subscriber("")).collect();
         bench.drain(&ids);
         group.throughput(Throughput::Elements(n as u64));
-        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+        group.bench_function(BenchmarkId::new("publish_and_take", n), |b| {
             b.iter(|| {
                 bench.publish();
                 assert_eq!(bench.drain(&ids), n);
+            })
+        });
+        // The hub's part alone: the entry offered to every subscriber's
+        // queue, without serializing it or taking it out again.
+        group.bench_function(BenchmarkId::new("deliver", n), |b| {
+            b.iter_custom(|iterations| {
+                let mut spent = std::time::Duration::ZERO;
+                for _ in 0..iterations {
+                    let entry = bench.entry();
+                    let start = Instant::now();
+                    assert_eq!(bench.hub.deliver(black_box(&entry)), n);
+                    spent += start.elapsed();
+                    while bench.hub.poll_output().is_some() {}
+                    bench.drain(&ids);
+                }
+                spent
             })
         });
     }
