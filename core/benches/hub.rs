@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use sockeye_core::hub::{
-    ConnectionId, CustomEvent, Event, Hub, HubConfig, Identity, Output, Publication, Resume,
-    Streams, Target, Topic,
+    ConnectionId, CustomEvent, Event, Hub, HubConfig, Identity, Publication, Resume, Streams,
+    Target, Topic, carry,
 };
 
 fn config() -> HubConfig {
@@ -44,22 +44,7 @@ impl Bench {
     }
 
     fn pump(&mut self) {
-        loop {
-            let mut moved = false;
-            while let Some(output) = self.hub.poll_output() {
-                moved = true;
-                if let Output::Request(request) = output {
-                    self.streams.handle(self.now, 0, request);
-                }
-            }
-            while let Some(reply) = self.streams.poll_reply() {
-                moved = true;
-                self.hub.handle_reply(reply);
-            }
-            if !moved {
-                return;
-            }
-        }
+        carry(&mut self.hub, &mut self.streams, self.now, 0, |_, _| {});
     }
 
     fn subscriber(&mut self, resume: &str) -> ConnectionId {
@@ -72,18 +57,8 @@ impl Bench {
     }
 
     fn publish(&mut self) {
-        let event = Event::Custom(CustomEvent {
-            name: "tick".into(),
-            data: serde_json::json!({"price": 101.25, "symbol": "ACME"}),
-        });
-        let target = Target::Topic(Topic::new("t").unwrap());
-        let publication = Publication {
-            target,
-            event,
-            priority: None,
-            timestamp_ms: 1_764_850_000_000,
-        };
-        self.streams.publish(self.now, publication).unwrap();
+        let entry = self.entry();
+        self.hub.deliver(&entry);
         self.pump();
     }
 

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use sockeye_core::CloseCode;
 use sockeye_core::hub::{
     ConnectionId, CustomEvent, Error, Event, Hub, HubConfig, Identity, Namespace, Output, Position,
-    Priority, Publication, Resume, Streams, Target, UserId, close_codes,
+    Priority, Publication, Resume, Streams, Target, UserId, carry, close_codes,
 };
 
 /// One hub on one `Streams`, with the seam carried at once.
@@ -42,26 +42,21 @@ impl Session {
     }
 
     fn pump(&mut self) {
-        loop {
-            let mut moved = false;
-            while let Some(output) = self.hub.poll_output() {
-                moved = true;
-                match output {
-                    Output::Request(request) => self.streams.handle(self.now, 7, request),
-                    Output::Ready(_) => {}
-                    Output::Close {
-                        connection, code, ..
-                    } => self.closed.push((connection, code)),
+        let closed = &mut self.closed;
+        carry(
+            &mut self.hub,
+            &mut self.streams,
+            self.now,
+            7,
+            |_, output| {
+                if let Output::Close {
+                    connection, code, ..
+                } = output
+                {
+                    closed.push((connection, code));
                 }
-            }
-            while let Some(reply) = self.streams.poll_reply() {
-                moved = true;
-                self.hub.handle_reply(reply);
-            }
-            if !moved {
-                break;
-            }
-        }
+            },
+        );
     }
 
     fn connect(&mut self, user: &str, topics: &[&str]) -> ConnectionId {

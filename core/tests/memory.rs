@@ -208,29 +208,14 @@ fn messages_pipelined_in_one_read_are_copied_aside_once() {
 mod hub {
     use super::{KIB, allocations, live};
     use sockeye_core::hub::{
-        ConnectionId, CustomEvent, Event, Hub, HubConfig, Identity, Output, Publication, Reply,
-        Resume, Streams, Target, Topic,
+        ConnectionId, CustomEvent, Event, Hub, HubConfig, Identity, Publication, Reply, Resume,
+        Streams, Target, Topic, carry,
     };
     use std::time::Instant;
 
     /// Carries the seam at once; what the hub queues stays queued.
     fn pump(hub: &mut Hub, streams: &mut Streams, now: Instant) {
-        loop {
-            let mut moved = false;
-            while let Some(output) = hub.poll_output() {
-                moved = true;
-                if let Output::Request(request) = output {
-                    streams.handle(now, 0, request);
-                }
-            }
-            while let Some(reply) = streams.poll_reply() {
-                moved = true;
-                hub.handle_reply(reply);
-            }
-            if !moved {
-                return;
-            }
-        }
+        carry(hub, streams, now, 0, |_, _| {});
     }
 
     fn subscribed(n: usize) -> (Hub, Streams, Vec<ConnectionId>, Instant) {

@@ -917,115 +917,34 @@ impl Event {
     }
 }
 
-impl From<AgentStarted> for Event {
-    /// Wraps the typed event.
-    ///
-    /// ```
-    /// use sockeye_core::hub::event::{AgentStarted, Event};
-    ///
-    /// let started = AgentStarted { run_id: "r".into(), thread_id: None, parent_run_id: None };
-    /// assert!(matches!(Event::from(started), Event::AgentStarted(_)));
-    /// ```
-    fn from(event: AgentStarted) -> Self {
-        Event::AgentStarted(event)
-    }
+/// Each event type wraps into [`Event`]:
+///
+/// ```
+/// use sockeye_core::hub::event::{AgentStarted, CustomEvent, Event};
+///
+/// let started = AgentStarted { run_id: "r".into(), thread_id: None, parent_run_id: None };
+/// assert!(matches!(Event::from(started), Event::AgentStarted(_)));
+/// let custom = CustomEvent { name: "ping".into(), data: serde_json::Value::Null };
+/// assert_eq!(Event::from(custom).name(), "ping");
+/// ```
+macro_rules! into_event {
+    ($($type:ident => $variant:ident),*) => {$(
+        impl From<$type> for Event {
+            fn from(event: $type) -> Self {
+                Event::$variant(event)
+            }
+        }
+    )*};
 }
 
-impl From<AgentThinking> for Event {
-    /// Wraps the typed event.
-    ///
-    /// ```
-    /// use sockeye_core::hub::event::{AgentThinking, Event};
-    ///
-    /// let thinking = AgentThinking {
-    ///     run_id: "r".into(),
-    ///     thread_id: None,
-    ///     message_id: "m".into(),
-    ///     text: Some("Hm.".into()),
-    ///     delta: None,
-    /// };
-    /// assert!(matches!(Event::from(thinking), Event::AgentThinking(_)));
-    /// ```
-    fn from(event: AgentThinking) -> Self {
-        Event::AgentThinking(event)
-    }
-}
-
-impl From<ToolExecuting> for Event {
-    /// Wraps the typed event.
-    ///
-    /// ```
-    /// use sockeye_core::hub::event::{Event, ToolExecuting};
-    ///
-    /// let call = ToolExecuting {
-    ///     run_id: "r".into(),
-    ///     thread_id: None,
-    ///     tool_call_id: "c".into(),
-    ///     tool_name: "search".into(),
-    ///     input: serde_json::json!({}),
-    ///     parent_message_id: None,
-    /// };
-    /// assert!(matches!(Event::from(call), Event::ToolExecuting(_)));
-    /// ```
-    fn from(event: ToolExecuting) -> Self {
-        Event::ToolExecuting(event)
-    }
-}
-
-impl From<ToolCompleted> for Event {
-    /// Wraps the typed event.
-    ///
-    /// ```
-    /// use sockeye_core::hub::event::{Event, ToolCompleted};
-    ///
-    /// let done = ToolCompleted {
-    ///     run_id: "r".into(),
-    ///     thread_id: None,
-    ///     tool_call_id: "c".into(),
-    ///     tool_name: "search".into(),
-    ///     result: serde_json::json!(["a hit"]),
-    ///     message_id: None,
-    /// };
-    /// assert!(matches!(Event::from(done), Event::ToolCompleted(_)));
-    /// ```
-    fn from(event: ToolCompleted) -> Self {
-        Event::ToolCompleted(event)
-    }
-}
-
-impl From<AgentCompleted> for Event {
-    /// Wraps the typed event.
-    ///
-    /// ```
-    /// use sockeye_core::hub::event::{AgentCompleted, Event, RunStatus};
-    ///
-    /// let done = AgentCompleted {
-    ///     run_id: "r".into(),
-    ///     thread_id: None,
-    ///     status: RunStatus::Cancelled,
-    ///     response: None,
-    ///     error: None,
-    /// };
-    /// assert!(matches!(Event::from(done), Event::AgentCompleted(_)));
-    /// ```
-    fn from(event: AgentCompleted) -> Self {
-        Event::AgentCompleted(event)
-    }
-}
-
-impl From<CustomEvent> for Event {
-    /// Wraps the custom event; [`Event::validate`] checks its name.
-    ///
-    /// ```
-    /// use sockeye_core::hub::event::{CustomEvent, Event};
-    ///
-    /// let custom = CustomEvent { name: "ping".into(), data: serde_json::Value::Null };
-    /// assert_eq!(Event::from(custom).name(), "ping");
-    /// ```
-    fn from(event: CustomEvent) -> Self {
-        Event::Custom(event)
-    }
-}
+into_event!(
+    AgentStarted => AgentStarted,
+    AgentThinking => AgentThinking,
+    ToolExecuting => ToolExecuting,
+    ToolCompleted => ToolCompleted,
+    AgentCompleted => AgentCompleted,
+    CustomEvent => Custom
+);
 
 fn non_empty(event: &'static str, field: &str, value: &str) -> Result<(), Error> {
     if value.is_empty() {

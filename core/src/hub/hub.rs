@@ -193,7 +193,8 @@ pub enum Output {
 /// let now = Instant::now();
 /// let alice = hub.connect(Identity::new("alice")?, Resume::default())?;
 ///
-/// // The caller's loop: requests to the streams, replies back.
+/// // The caller's loop: requests to the streams, replies back (`carry`
+/// // does it for one hub in one process).
 /// let mut pump = |hub: &mut Hub, streams: &mut Streams| loop {
 ///     while let Some(output) = hub.poll_output() {
 ///         if let Output::Request(request) = output {
@@ -621,17 +622,19 @@ impl Hub {
         };
         let conn = self.conn(slot);
         let connection = conn.id;
+        let permitted = |verb: &str, topic: &Topic, id: &Option<RequestId>| {
+            if conn.identity.may_subscribe(topic) {
+                return Ok(());
+            }
+            Err(refuse(
+                ErrorCode::Forbidden,
+                format!("{verb}: {topic:?} is not among the topics this user may subscribe to"),
+                id,
+            ))
+        };
         match message {
             ClientMessage::Subscribe { topic, resume, id } => {
-                if !conn.identity.may_subscribe(&topic) {
-                    return Err(refuse(
-                        ErrorCode::Forbidden,
-                        format!(
-                            "subscribe: {topic:?} is not among the topics this user may subscribe to"
-                        ),
-                        &id,
-                    ));
-                }
+                permitted("subscribe", &topic, &id)?;
                 if conn.subs.iter().any(|s| s.stream.topic() == Some(&topic)) {
                     return Err(refuse(
                         ErrorCode::AlreadySubscribed,
@@ -695,15 +698,7 @@ impl Hub {
                 self.queue_message(slot, protocol::unsubscribed(&topic, id.as_ref()));
             }
             ClientMessage::Presence { topic, id } => {
-                if !conn.identity.may_subscribe(&topic) {
-                    return Err(refuse(
-                        ErrorCode::Forbidden,
-                        format!(
-                            "presence: {topic:?} is not among the topics this user may subscribe to"
-                        ),
-                        &id,
-                    ));
-                }
+                permitted("presence", &topic, &id)?;
                 if !self.config.namespace(topic.namespace()).presence {
                     return Err(refuse(
                         ErrorCode::PresenceDisabled,
@@ -718,15 +713,7 @@ impl Hub {
                 }));
             }
             ClientMessage::Publish { topic, event, id } => {
-                if !conn.identity.may_subscribe(&topic) {
-                    return Err(refuse(
-                        ErrorCode::Forbidden,
-                        format!(
-                            "publish: {topic:?} is not among the topics this user may subscribe to"
-                        ),
-                        &id,
-                    ));
-                }
+                permitted("publish", &topic, &id)?;
                 if !self.config.namespace(topic.namespace()).client_publish {
                     return Err(refuse(
                         ErrorCode::PublishDisabled,

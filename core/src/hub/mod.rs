@@ -77,3 +77,52 @@ pub mod close_codes {
     /// [`HubConfig::max_errors`](super::HubConfig::max_errors).
     pub const TOO_MANY_ERRORS: CloseCode = CloseCode::new(4002);
 }
+
+/// Carries the seam between one hub and its streams' owner in one process:
+/// every request to `streams`, every reply back, in order, until nothing
+/// moves. The hub's other outputs ([`Output::Ready`], [`Output::Close`])
+/// go to `other`, with the hub, so a close can
+/// [`disconnect`](Hub::disconnect) at once. `timestamp_ms` is the wall
+/// clock now, for clients' publishes.
+///
+/// ```
+/// use std::time::Instant;
+/// use sockeye_core::hub::{Error, Hub, HubConfig, Identity, Output, Resume, Streams, carry};
+///
+/// let mut streams = Streams::new(HubConfig::default(), 42)?;
+/// let mut hub = Hub::new(HubConfig::default())?;
+/// let alice = hub.connect(Identity::new("alice")?, Resume::default())?;
+/// let mut ready = Vec::new();
+/// carry(&mut hub, &mut streams, Instant::now(), 0, |_, output| {
+///     if let Output::Ready(id) = output {
+///         ready.push(id);
+///     }
+/// });
+/// assert_eq!(ready, [alice]);
+/// # Ok::<(), Error>(())
+/// ```
+pub fn carry(
+    hub: &mut Hub,
+    streams: &mut Streams,
+    now: std::time::Instant,
+    timestamp_ms: u64,
+    mut other: impl FnMut(&mut Hub, Output),
+) {
+    loop {
+        let mut moved = false;
+        while let Some(output) = hub.poll_output() {
+            moved = true;
+            match output {
+                Output::Request(request) => streams.handle(now, timestamp_ms, request),
+                output => other(hub, output),
+            }
+        }
+        while let Some(reply) = streams.poll_reply() {
+            moved = true;
+            hub.handle_reply(reply);
+        }
+        if !moved {
+            return;
+        }
+    }
+}

@@ -19,7 +19,7 @@ use serde_json::Value;
 use sockeye_core::CloseCode;
 use sockeye_core::hub::{
     ConnectionId, CustomEvent, Event, Hub, HubConfig, Identity, Namespace, Output, Priority,
-    Publication, Resume, Streams, Target, Topic, UserId, close_codes,
+    Publication, Resume, Streams, Target, Topic, UserId, carry, close_codes,
 };
 
 const BUDGET: usize = 4096;
@@ -104,42 +104,35 @@ impl Fuzz {
     }
 
     fn pump(&mut self) {
-        loop {
-            let mut moved = false;
-            while let Some(output) = self.hub.poll_output() {
-                moved = true;
-                match output {
-                    Output::Request(request) => self.streams.handle(self.now, 0, request),
-                    Output::Ready(_) => {}
-                    Output::Close {
-                        connection, code, ..
-                    } => {
-                        assert!(
-                            [
-                                close_codes::SLOW_CONSUMER,
-                                close_codes::TOO_MANY_ERRORS,
-                                CloseCode::TRY_AGAIN_LATER
-                            ]
-                            .contains(&code),
-                            "an undocumented close code {code}"
-                        );
-                        self.hub.disconnect(connection).expect("a live connection");
-                        for c in &mut self.clients {
-                            if c.conn == Some(connection) {
-                                c.conn = None;
-                            }
+        let clients = &mut self.clients;
+        carry(
+            &mut self.hub,
+            &mut self.streams,
+            self.now,
+            0,
+            |hub, output| {
+                if let Output::Close {
+                    connection, code, ..
+                } = output
+                {
+                    assert!(
+                        [
+                            close_codes::SLOW_CONSUMER,
+                            close_codes::TOO_MANY_ERRORS,
+                            CloseCode::TRY_AGAIN_LATER
+                        ]
+                        .contains(&code),
+                        "an undocumented close code {code}"
+                    );
+                    hub.disconnect(connection).expect("a live connection");
+                    for c in clients.iter_mut() {
+                        if c.conn == Some(connection) {
+                            c.conn = None;
                         }
                     }
                 }
-            }
-            while let Some(reply) = self.streams.poll_reply() {
-                moved = true;
-                self.hub.handle_reply(reply);
-            }
-            if !moved {
-                break;
-            }
-        }
+            },
+        );
         for c in &self.clients {
             if let Some(conn) = c.conn {
                 let queued = self.hub.queued_bytes(conn).expect("a live connection");
