@@ -41,7 +41,8 @@ impl Session {
         }
     }
 
-    fn pump(&mut self) {
+    /// To how many connections the deliveries carried were queued.
+    fn pump(&mut self) -> usize {
         let closed = &mut self.closed;
         carry(
             &mut self.hub,
@@ -56,7 +57,7 @@ impl Session {
                     closed.push((connection, code));
                 }
             },
-        );
+        )
     }
 
     fn connect(&mut self, user: &str, topics: &[&str]) -> ConnectionId {
@@ -645,7 +646,7 @@ fn a_publish_to_users_reaches_each_once_and_no_one_else() {
             },
         )
         .unwrap();
-    s.pump();
+    assert_eq!(s.pump(), 2, "queued to two connections");
     assert_eq!(positions.len(), 2, "a user named twice gets it once");
     assert_eq!(s.take(ids[0]).len(), 1);
     assert_eq!(s.take(ids[1]).len(), 0);

@@ -472,12 +472,11 @@ impl Hub {
 
     /// Handles a reply of the streams' owner: deliveries (all of them, in
     /// order) and the answers for this hub's connections. Answers for
-    /// connections gone meanwhile are ignored.
-    pub fn handle_reply(&mut self, reply: Reply) {
+    /// connections gone meanwhile are ignored. Returns to how many
+    /// connections a delivery was queued (0 for an answer).
+    pub fn handle_reply(&mut self, reply: Reply) -> usize {
         match reply {
-            Reply::Deliver(entry) => {
-                self.deliver(&entry);
-            }
+            Reply::Deliver(entry) => return self.deliver(&entry),
             Reply::Subscribed {
                 connection,
                 stream,
@@ -505,7 +504,7 @@ impl Hub {
                 refusal,
             } => {
                 let Some(&slot) = self.ids.get(&connection) else {
-                    return;
+                    return 0;
                 };
                 match stream {
                     Some(Stream::Topic(topic)) => {
@@ -525,6 +524,7 @@ impl Hub {
                 }
             }
         }
+        0
     }
 
     /// Delivers a stream's item to this hub's connections that receive the

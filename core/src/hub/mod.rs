@@ -83,7 +83,9 @@ pub mod close_codes {
 /// moves. The hub's other outputs ([`Output::Ready`], [`Output::Close`])
 /// go to `other`, with the hub, so a close can
 /// [`disconnect`](Hub::disconnect) at once. `timestamp_ms` is the wall
-/// clock now, for clients' publishes.
+/// clock now, for clients' publishes. Returns to how many connections the
+/// deliveries it carried were queued: after a
+/// [`Streams::publish`], the publish's count.
 ///
 /// ```
 /// use std::time::Instant;
@@ -107,7 +109,8 @@ pub fn carry(
     now: std::time::Instant,
     timestamp_ms: u64,
     mut other: impl FnMut(&mut Hub, Output),
-) {
+) -> usize {
+    let mut queued = 0;
     loop {
         let mut moved = false;
         while let Some(output) = hub.poll_output() {
@@ -119,10 +122,10 @@ pub fn carry(
         }
         while let Some(reply) = streams.poll_reply() {
             moved = true;
-            hub.handle_reply(reply);
+            queued += hub.handle_reply(reply);
         }
         if !moved {
-            return;
+            return queued;
         }
     }
 }
